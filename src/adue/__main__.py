@@ -1,0 +1,5 @@
+import sys
+
+from adue.cli import main
+
+sys.exit(main())
