@@ -1,0 +1,29 @@
+"""The dataset layer: the five benchmark datasets and user folders as ``DatasetDict`` objects.
+
+>>> from adue.data import load_dataset
+>>> ds = load_dataset("sst2", max_train=2000)            # doctest: +SKIP
+>>> ds["train"].features["label"].names                   # doctest: +SKIP
+['negative', 'positive']
+
+Data directory: the ``data_dir`` argument (CLI ``--data-dir``), else ``$ADUE_DATA_DIR``,
+else the user cache (``$XDG_CACHE_HOME/adue/data`` or ``~/.cache/adue/data``) when it holds
+the files, else the hub. The local layout is that of ``../shared/data``.
+"""
+
+from adue.data.errors import DataFormatError, DataNotFoundError
+from adue.data.loading import SPLITS, load_dataset
+from adue.data.paths import ENV_VAR, resolve_data_dir, user_cache_data_dir
+from adue.data.registry import DATASETS, DatasetSpec, list_datasets
+
+__all__ = [
+    "DATASETS",
+    "ENV_VAR",
+    "SPLITS",
+    "DataFormatError",
+    "DataNotFoundError",
+    "DatasetSpec",
+    "list_datasets",
+    "load_dataset",
+    "resolve_data_dir",
+    "user_cache_data_dir",
+]
