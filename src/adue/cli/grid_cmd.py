@@ -1,0 +1,56 @@
+"""``adue grid CONFIG.toml``: run datasets x backbones x seeds, resumable."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "grid",
+        help="run a grid of cells from a TOML file (resumable: finished cells are skipped)",
+        description=(
+            "Run every cell (backbone x dataset x seed) of a grid file; see configs/*.toml and "
+            "adue.grid for the keys. Finished cells are skipped, failed ones retried; a grid "
+            "killed at any moment loses at most the cell in flight."
+        ),
+    )
+    p.add_argument("config", metavar="CONFIG.toml")
+    p.add_argument("--results", metavar="DIR", help="replace the file's results_dir")
+    p.add_argument("--runs-dir", metavar="DIR", help="replace the file's runs_dir")
+    p.add_argument("--data-dir", metavar="DIR", help="replace the file's data_dir")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
+    p.add_argument("--progress", action="store_true", help="show per-epoch progress bars")
+    p.set_defaults(func=_run)
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    from adue.grid import _resolve, grid_cells, load_grid_config, run_grid
+    from adue.runner import cell_is_finished, cell_path
+    from adue.variants import list_variants
+
+    grid = load_grid_config(
+        args.config, results_dir=args.results, runs_dir=args.runs_dir, data_dir=args.data_dir
+    )
+    cells = grid_cells(grid)
+    if args.dry_run:
+        names = list(grid.methods) if grid.methods else list_variants()
+        for i, cell in enumerate(cells, 1):
+            cfg = _resolve(grid, cell)
+            path = cell_path(grid.results_dir, grid.profile, cell.backbone, cell.dataset, cell.seed)
+            state = "finished" if cell_is_finished(path, cfg.to_dict(), names) else (
+                "to redo" if path.exists() else "to run")
+            print(f"{i:3d}/{len(cells)} {cell.label():32s} {state:9s} {path}")
+        return 0
+    print(f"grid {grid.source}: {len(cells)} cells (profile {grid.profile}), results in "
+          f"{grid.results_dir}, runs in {grid.runs_dir}", file=sys.stderr)
+    summary = run_grid(grid, progress=args.progress)
+    print(
+        f"grid done in {summary.seconds:.0f} s: {len(summary.completed)} completed, "
+        f"{len(summary.skipped)} already finished, {len(summary.failed)} failed"
+        + (f" ({', '.join(summary.failed)})" if summary.failed else ""),
+        file=sys.stderr,
+    )
+    return 1 if summary.failed else 0

@@ -1,0 +1,62 @@
+"""``adue report DIR``: the paper's tables (and plots) regenerated from cell JSONs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+#: In a file written with ``--output``, everything after this line is kept on regeneration
+#: (hand-written analysis under the generated tables).
+HAND_MARKER = "<!-- adue report: everything below this line is written by hand and kept when the report is regenerated -->"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "report",
+        help="print the paper's tables from a results folder (Markdown, LaTeX or CSV)",
+        description=(
+            "Read every cell JSON below DIR and print the paper's table layouts: Table 1 "
+            "(methods x datasets per backbone), ablations (Tables 2-4), accuracy (Table 6), raw "
+            "vs L2 features (Tables 7-8), for ROC-AUC, PR-AUC, AURC and ECE."
+        ),
+    )
+    p.add_argument("results", metavar="DIR")
+    p.add_argument("--format", dest="fmt", choices=("md", "latex", "csv"), default="md")
+    p.add_argument("--metric", default="all",
+                   help="roc_auc, pr_auc, aurc, ece, a comma-separated list, or all (default)")
+    p.add_argument("--paper", action="store_true",
+                   help="add the paper's numbers for the models our backbones stand in for")
+    p.add_argument("--plots", metavar="OUTDIR", help="also write PNG plots there")
+    p.add_argument("--output", "-o", metavar="FILE",
+                   help="write the report to FILE instead of stdout; if FILE holds the hand-written "
+                        "section marker, the text after it is kept")
+    p.set_defaults(func=_run)
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    from adue.report import build_report, load_results, write_plots
+    from adue.runner import write_text_atomic
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rs = load_results(args.results)
+    for w in caught:
+        print(f"adue: warning: {w.message}", file=sys.stderr)
+    text = build_report(rs, fmt=args.fmt, metrics=args.metric, paper=args.paper)
+    if args.output:
+        out = Path(args.output)
+        if args.fmt == "md" and out.is_file():
+            old = out.read_text(encoding="utf-8")
+            if HAND_MARKER in old:
+                text = text.rstrip("\n") + "\n\n" + HAND_MARKER + old.split(HAND_MARKER, 1)[1]
+        write_text_atomic(text, out)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    if args.plots:
+        paths = write_plots(rs, args.plots)
+        print(f"wrote {len(paths)} plot(s) to {args.plots}", file=sys.stderr)
+    return 0

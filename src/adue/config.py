@@ -1,0 +1,415 @@
+"""Run configuration: one validated, frozen :class:`RunConfig` per fine-tuning run.
+
+A configuration is resolved in layers, later ones winning:
+
+1. the profile's ``settings`` (``profiles.json`` beside this module; a profile may ``extend``
+   another one and inherits its settings),
+2. the profile's ``per_dataset`` overrides for the dataset (e.g. ``max_length`` 256 for
+   20 Newsgroups under ``cpu``),
+3. the profile's ``per_family`` overrides for the backbone's family (``"encoder"`` or
+   ``"decoder"``; e.g. a separate head learning rate for decoders),
+4. the caller's keyword overrides (every CLI flag); ``None`` means "not given".
+
+Profiles are data, kept in one place: ``src/adue/profiles.json``. ``paper`` is the paper's
+protocol exactly; ``cpu`` and ``quick`` are what two CPU cores afford.
+
+>>> cfg = resolve_config(dataset="sst2", backbone="minilm", seed=1, profile="cpu")
+>>> cfg.max_train, cfg.epochs, cfg.batch_size
+(2000, 3, 32)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from adue._validation import check_number, param_error
+
+__all__ = [
+    "RunConfig",
+    "resolve_config",
+    "list_profiles",
+    "PROFILES",
+    "profile_description",
+    "backbone_family",
+    "config_differences",
+]
+
+logger = logging.getLogger(__name__)
+
+_OWNER = "RunConfig"
+
+# Model types whose sequence classifiers pool the last non-pad token (decoder-only LMs).
+_DECODER_MODEL_TYPES = frozenset(
+    {
+        "llama", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "mistral", "mixtral", "gemma",
+        "gemma2", "gemma3", "gemma3_text", "phi", "phi3", "gpt2", "gpt_neox", "gptj", "gpt_neo",
+        "falcon", "opt", "bloom", "olmo", "olmo2", "smollm3", "starcoder2", "stablelm",
+        "granite", "cohere", "deepseek_v3", "ministral",
+    }
+)
+
+
+# Families of the packaged presets, for when adue.backbones.PRESETS does not say.
+_PRESET_FAMILY = {"minilm": "encoder", "mpnet": "encoder", "smollm2": "decoder", "qwen": "decoder"}
+
+
+def _load_profiles() -> dict[str, dict[str, Any]]:
+    text = resources.files("adue").joinpath("profiles.json").read_text(encoding="utf-8")
+    raw = json.loads(text)
+    resolved: dict[str, dict[str, Any]] = {}
+
+    def resolve(name: str, chain: tuple[str, ...] = ()) -> dict[str, Any]:
+        if name in resolved:
+            return resolved[name]
+        if name in chain:
+            raise ValueError(f"profiles.json: circular 'extends' chain {' -> '.join(chain + (name,))}.")
+        entry = raw[name]
+        parent = entry.get("extends")
+        if parent is not None:
+            if parent not in raw:
+                raise ValueError(f"profiles.json: profile {name!r} extends unknown profile {parent!r}.")
+            base = resolve(parent, chain + (name,))
+        else:
+            base = {"settings": {}, "per_dataset": {}, "per_family": {}}
+        per_dataset = {k: dict(v) for k, v in base["per_dataset"].items()}
+        for k, v in entry.get("per_dataset", {}).items():
+            per_dataset.setdefault(k, {}).update(v)
+        per_family = {k: dict(v) for k, v in base["per_family"].items()}
+        for k, v in entry.get("per_family", {}).items():
+            per_family.setdefault(k, {}).update(v)
+        out = {
+            "description": entry.get("description", ""),
+            "settings": {**base["settings"], **entry.get("settings", {})},
+            "per_dataset": per_dataset,
+            "per_family": per_family,
+        }
+        resolved[name] = out
+        return out
+
+    for name in raw:
+        resolve(name)
+    return resolved
+
+
+#: Resolved profiles (inheritance applied): ``{name: {"description", "settings",
+#: "per_dataset", "per_family"}}``. Read from ``profiles.json``.
+PROFILES: dict[str, dict[str, Any]] = _load_profiles()
+
+
+def list_profiles() -> list[str]:
+    """Names of the available profiles, in file order."""
+    return list(PROFILES)
+
+
+def profile_description(name: str) -> str:
+    """One-line description of a profile."""
+    _check_profile(name)
+    return PROFILES[name]["description"]
+
+
+def _check_profile(name: Any) -> None:
+    if not isinstance(name, str) or name not in PROFILES:
+        raise param_error("profile", _OWNER, f"one of {list_profiles()}", name)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one fine-tuning run (defaults = the ``paper`` profile).
+
+    ``batch_size`` is the global batch per optimizer micro-step (split across processes under
+    ``accelerate launch``); the effective batch is ``batch_size * grad_accum``. ``head_lr`` is
+    the learning rate of the classification head (``None``: same as ``lr``, the adapter's).
+    ``max_length`` ``None`` means the dataset's suggested length. ``bf16`` ``"auto"`` enables
+    bf16 autocast where it is faster (CUDA with bf16 support; CPUs with AVX-512 BF16/AMX).
+    ``grad_clip`` ``None`` disables clipping. Caps ``max_*`` ``None`` use the whole split.
+    ``strip_text`` strips leading/trailing whitespace before tokenising (GLUE sentences end with
+    a space, which byte-level BPE decoders turn into a final lone-space token they would pool).
+    """
+
+    dataset: str
+    backbone: str
+    seed: int
+    profile: str = "paper"
+    max_train: int | None = None
+    max_val: int | None = None
+    max_test: int | None = None
+    epochs: int = 30
+    batch_size: int = 64
+    grad_accum: int = 1
+    lr: float = 5e-4
+    head_lr: float | None = None
+    weight_decay: float = 0.1
+    warmup_ratio: float = 0.1
+    max_length: int | None = 512
+    lora_r: int = 8
+    lora_alpha: float = 16
+    lora_dropout: float = 0.05
+    grad_clip: float | None = 1.0
+    bf16: bool | str = True
+    eval_batch_size: int = 64
+    trust_remote_code: bool = False
+    strip_text: bool = False
+    split_seed: int = 42
+    subsample_seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("dataset", "backbone"):
+            v = getattr(self, name)
+            if not isinstance(v, str) or not v.strip():
+                raise param_error(name, _OWNER, "a non-empty str", v)
+        _check_profile(self.profile)
+        check_number("seed", _OWNER, self.seed, low=0, integer=True)
+        for name in ("max_train", "max_val", "max_test"):
+            v = getattr(self, name)
+            if v is not None:
+                check_number(name, _OWNER, v, low=1, integer=True)
+        for name in ("epochs", "batch_size", "grad_accum", "lora_r", "eval_batch_size"):
+            check_number(name, _OWNER, getattr(self, name), low=1, integer=True)
+        for name in ("split_seed", "subsample_seed"):
+            check_number(name, _OWNER, getattr(self, name), low=0, integer=True)
+        check_number("lr", _OWNER, self.lr, low=0, low_inclusive=False)
+        if self.head_lr is not None:
+            check_number("head_lr", _OWNER, self.head_lr, low=0, low_inclusive=False)
+        check_number("weight_decay", _OWNER, self.weight_decay, low=0)
+        check_number("warmup_ratio", _OWNER, self.warmup_ratio, low=0, high=1, high_inclusive=False)
+        if self.max_length is not None:
+            check_number("max_length", _OWNER, self.max_length, low=2, integer=True)
+        check_number("lora_alpha", _OWNER, self.lora_alpha, low=0, low_inclusive=False)
+        check_number("lora_dropout", _OWNER, self.lora_dropout, low=0, high=1, high_inclusive=False)
+        if self.grad_clip is not None:
+            check_number("grad_clip", _OWNER, self.grad_clip, low=0, low_inclusive=False)
+        if self.bf16 not in (True, False, "auto") or (
+            not isinstance(self.bf16, bool) and self.bf16 != "auto"
+        ):
+            raise param_error("bf16", _OWNER, "one of {True, False, 'auto'}", self.bf16)
+        for name in ("trust_remote_code", "strip_text"):
+            if not isinstance(getattr(self, name), bool):
+                raise param_error(name, _OWNER, "a bool", getattr(self, name))
+        # Canonical numeric types, so that JSON round trips compare equal.
+        for name in ("lr", "weight_decay", "warmup_ratio", "lora_alpha", "lora_dropout"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        for name in ("head_lr", "grad_clip"):
+            v = getattr(self, name)
+            if v is not None:
+                object.__setattr__(self, name, float(v))
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def effective_batch_size(self) -> int:
+        """Rows per optimizer step: ``batch_size * grad_accum``."""
+        return self.batch_size * self.grad_accum
+
+    @property
+    def effective_head_lr(self) -> float:
+        """Learning rate of the classification head (``head_lr`` or ``lr``)."""
+        return self.lr if self.head_lr is None else self.head_lr
+
+    # ------------------------------------------------------------------ I/O
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """Inverse of :meth:`to_dict`; unknown or missing keys raise ``ValueError``."""
+        if not isinstance(d, dict):
+            raise TypeError(f"RunConfig.from_dict needs a dict. Got {type(d).__name__} instead.")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"Unknown RunConfig field(s) {unknown}; valid fields: {sorted(names)}.")
+        missing = [n for n in ("dataset", "backbone", "seed") if n not in d]
+        if missing:
+            raise ValueError(f"RunConfig needs the field(s) {missing}.")
+        return cls(**d)
+
+    def to_json(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_dict` as JSON, atomically."""
+        path = Path(path)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> RunConfig:
+        """Read a config written by :meth:`to_json`."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"Cannot parse run config {path}: {exc}") from exc
+        return cls.from_dict(data)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """Copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def config_differences(a: RunConfig, b: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """``{field: (a's value, b's value)}`` for every field that differs."""
+    da, db = a.to_dict(), b.to_dict()
+    return {k: (da[k], db[k]) for k in da if da[k] != db.get(k)}
+
+
+# ---------------------------------------------------------------------------- family
+def _family_from_hf_config(cfg: dict[str, Any]) -> str | None:
+    model_type = str(cfg.get("model_type", "")).lower()
+    archs = [str(a) for a in (cfg.get("architectures") or [])]
+    if model_type in _DECODER_MODEL_TYPES or any(a.endswith("ForCausalLM") for a in archs):
+        return "decoder"
+    if model_type:
+        return "encoder"
+    return None
+
+
+def backbone_family(backbone: str) -> str | None:
+    """``"encoder"`` or ``"decoder"`` for a preset, a local folder or a cached hub id.
+
+    Presets are looked up in :data:`adue.backbones.PRESETS`; a local folder's ``config.json``
+    is read; a hub id is read from the local Hugging Face cache only (no download). ``None``
+    when the family cannot be told (then no per-family profile overrides apply).
+    """
+    try:
+        from adue import backbones as _bb
+    except ImportError:  # pragma: no cover - backbones module is part of the package
+        _bb = None
+    if _bb is not None and backbone in getattr(_bb, "PRESETS", {}):
+        preset = _bb.PRESETS[backbone]
+        for attr in ("family", "kind"):
+            v = preset.get(attr) if isinstance(preset, dict) else getattr(preset, attr, None)
+            if v in ("encoder", "decoder"):
+                return v
+        for attr in ("is_decoder", "decoder"):
+            v = preset.get(attr) if isinstance(preset, dict) else getattr(preset, attr, None)
+            if isinstance(v, bool):
+                return "decoder" if v else "encoder"
+        for attr in ("model_type", "architecture", "arch"):
+            v = preset.get(attr) if isinstance(preset, dict) else getattr(preset, attr, None)
+            if isinstance(v, str):
+                return _family_from_hf_config({"model_type": v})
+    if backbone in _PRESET_FAMILY:
+        return _PRESET_FAMILY[backbone]
+    p = Path(backbone).expanduser()
+    if p.is_dir() and (p / "config.json").is_file():
+        try:
+            return _family_from_hf_config(json.loads((p / "config.json").read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError):
+            return None
+    try:
+        from transformers import AutoConfig
+
+        hf = AutoConfig.from_pretrained(backbone, local_files_only=True)
+        return _family_from_hf_config(hf.to_dict())
+    except Exception:  # noqa: BLE001 - any failure means "unknown"
+        return None
+
+
+# ---------------------------------------------------------------------------- resolve
+def _check_dataset(dataset: Any) -> None:
+    """A registry name or a user folder spec (path or ``NAME=PATH``); else list the names."""
+    if not isinstance(dataset, str) or not dataset.strip():
+        raise param_error("dataset", _OWNER, "a non-empty str", dataset)
+    try:
+        from adue.data import DATASETS
+        from adue.data.user import parse_user_spec
+    except ImportError:  # pragma: no cover - the data layer is part of the package
+        return
+    if dataset in DATASETS:
+        return
+    try:
+        user = parse_user_spec(dataset)
+    except ValueError as exc:
+        raise param_error("dataset", _OWNER, f"one of {list(DATASETS)} or NAME=PATH", dataset) from exc
+    if user is None:
+        raise param_error(
+            "dataset",
+            _OWNER,
+            f"one of {list(DATASETS)}, or a user folder given as a path or NAME=PATH",
+            dataset,
+        )
+
+
+def resolve_config(
+    dataset: str,
+    backbone: str,
+    seed: int,
+    profile: str = "cpu",
+    *,
+    family: str | None = None,
+    **overrides: Any,
+) -> RunConfig:
+    """Resolve a profile for a dataset and backbone, then apply ``overrides``.
+
+    Parameters
+    ----------
+    dataset, backbone : str
+        Dataset name (or user folder) and backbone preset (or Hugging Face id / folder).
+    seed : int
+        Training seed (LoRA/head initialisation, shuffling, dropout).
+    profile : str
+        One of :func:`list_profiles`.
+    family : {"encoder", "decoder"} or None
+        Backbone family for the profile's ``per_family`` overrides; detected with
+        :func:`backbone_family` when ``None``.
+    **overrides
+        Any :class:`RunConfig` field; ``None`` values are ignored ("not given"). A cap
+        (``max_train``/``max_val``/``max_test``) of ``0`` means "no cap".
+
+    Returns
+    -------
+    RunConfig
+        Validated and frozen.
+    """
+    _check_profile(profile)
+    names = {f.name for f in fields(RunConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(f"Unknown RunConfig field(s) {unknown}; valid fields: {sorted(names)}.")
+    for fixed in ("dataset", "backbone", "seed", "profile"):
+        if fixed in overrides:
+            raise TypeError(f"Pass {fixed!r} as an argument of resolve_config, not as an override.")
+    if family is not None and family not in ("encoder", "decoder"):
+        raise param_error("family", "resolve_config", "one of {'encoder', 'decoder', None}", family)
+    _check_dataset(dataset)
+    prof = PROFILES[profile]
+    values: dict[str, Any] = dict(prof["settings"])
+    if isinstance(dataset, str):
+        values.update(prof["per_dataset"].get(dataset, {}))
+    if prof["per_family"] and isinstance(backbone, str):
+        fam = family if family is not None else backbone_family(backbone)
+        if fam is None:
+            logger.warning(
+                "Cannot tell whether backbone %r is an encoder or a decoder; the %r profile's "
+                "per-family settings are not applied.",
+                backbone,
+                profile,
+            )
+        else:
+            values.update(prof["per_family"].get(fam, {}))
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if k in ("max_train", "max_val", "max_test") and v == 0 and not isinstance(v, bool):
+            v = None
+        values[k] = v
+    return RunConfig(dataset=dataset, backbone=backbone, seed=seed, profile=profile, **values)

@@ -1,0 +1,192 @@
+"""Feature extraction from a finished run folder.
+
+For every row of a split, one forward pass of the fine-tuned model (adapter merged, eval mode,
+float32, no gradients) gives ``z`` -- the input of the classification head, see
+:mod:`adue.architectures` -- and the logits; they are written with the gold labels to
+``RUN/features/<split>.safetensors`` (:func:`adue.features.save_features`). Rows are batched by
+length (longest first) with dynamic padding and put back in the dataset's order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from adue.features import SPLITS, Features, features_path, load_features, save_features
+from adue.heads import ClassifierHead
+from adue.training import runfolder as rf
+from adue.training.batching import encode_texts, length_sorted_batches, pad_batch, pad_token_id
+
+__all__ = ["extract", "load_head", "load_trained_model", "extract_arrays"]
+
+logger = logging.getLogger(__name__)
+
+
+def _check_run(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"The run folder {run_dir} does not exist.")
+    if not rf.is_complete(run_dir):
+        raise ValueError(
+            f"The run in {run_dir} is not finished (no {rf.COMPLETE} marker); run or resume "
+            "'adue finetune' with the same --output first."
+        )
+
+
+def load_head(run_dir: str | os.PathLike) -> ClassifierHead:
+    """The trained classification head of a run, ``z (n, d) -> logits (n, C)``, in eval mode."""
+    from safetensors import safe_open
+
+    run_dir = Path(run_dir)
+    path = run_dir / rf.HEAD
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No trained head at {path}; is {run_dir} a finished run folder (adue finetune)?"
+        )
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+        state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open API
+    if "config" not in meta:
+        raise ValueError(f"The head file {path} lacks its 'config' metadata.")
+    head = ClassifierHead(**json.loads(meta["config"]))
+    head.load_state_dict(state)
+    return head.eval()
+
+
+def load_trained_model(
+    run_dir: str | os.PathLike, *, device: torch.device | str | None = None
+) -> tuple[Any, Any]:
+    """``(model, tokenizer)``: the run's backbone with its adapter merged, eval mode, float32."""
+    from peft import PeftModel
+
+    from adue.backbones import load_backbone
+
+    run_dir = Path(run_dir)
+    _check_run(run_dir)
+    cfg = rf.read_run_config(run_dir)
+    info = rf.read_json(run_dir / rf.DATASET)
+    base, tokenizer = load_backbone(
+        cfg.backbone, int(info["num_labels"]), trust_remote_code=cfg.trust_remote_code
+    )
+    model = PeftModel.from_pretrained(base, str(run_dir / rf.ADAPTER))
+    model = model.merge_and_unload()
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+@torch.no_grad()
+def extract_arrays(
+    model: Any,
+    ids: list[list[int]],
+    *,
+    pad_id: int,
+    batch_size: int,
+    progress: bool = False,
+    desc: str = "extract",
+    pad_to: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(z (n, d), logits (n, C))`` float32 in the order of ``ids``.
+
+    Length-sorted batches with dynamic padding (or every batch padded to ``pad_to``, the
+    baseline the benchmark compares against).
+    """
+    from tqdm.auto import tqdm
+
+    from adue.architectures import features_and_logits
+
+    if len(ids) == 0:
+        raise ValueError("Cannot extract features of an empty split.")
+    device = next(model.parameters()).device
+    batches = length_sorted_batches([len(s) for s in ids], batch_size)
+    z_all: np.ndarray | None = None
+    logit_all: np.ndarray | None = None
+    for idx in tqdm(batches, desc=desc, disable=not progress, leave=False):
+        b = pad_batch([ids[i] for i in idx], pad_id, pad_to=pad_to)
+        z, logits = features_and_logits(
+            model, b["input_ids"].to(device), b["attention_mask"].to(device)
+        )
+        z = z.float().cpu().numpy()
+        logits = logits.float().cpu().numpy()
+        if z_all is None:
+            z_all = np.empty((len(ids), z.shape[1]), dtype=np.float32)
+            logit_all = np.empty((len(ids), logits.shape[1]), dtype=np.float32)
+        z_all[idx] = z
+        logit_all[idx] = logits
+    return z_all, logit_all
+
+
+def extract(
+    run_dir: str | os.PathLike,
+    *,
+    splits: Iterable[str] = SPLITS,
+    batch_size: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict[str, Features]:
+    """Write (or read back) the features of ``splits`` of a finished run.
+
+    Splits whose ``RUN/features/<split>.safetensors`` exists are read, not recomputed; the
+    model is loaded only if some split is missing. ``batch_size`` defaults to the run's
+    ``eval_batch_size``. Returns ``{split: Features}``.
+    """
+    from adue.training.loop import _load_splits, resolve_max_length, split_texts
+
+    run_dir = Path(run_dir)
+    splits = (splits,) if isinstance(splits, str) else tuple(splits)
+    bad = [s for s in splits if s not in SPLITS]
+    if bad or not splits:
+        raise ValueError(
+            f"The 'splits' parameter of extract must hold names from {list(SPLITS)}. Got {list(splits)} instead."
+        )
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"The 'batch_size' parameter of extract must be an int >= 1. Got {batch_size!r} instead.")
+    _check_run(run_dir)
+    cfg = rf.read_run_config(run_dir)
+    todo = [s for s in splits if not features_path(run_dir, s).is_file()]
+    out: dict[str, Features] = {}
+    if todo:
+        ds = _load_splits(cfg, None if data_dir is None else str(data_dir))
+        info = rf.read_json(run_dir / rf.DATASET)
+        names = list(ds["train"].features["label"].names)
+        if names != list(info["class_names"]):
+            raise ValueError(
+                f"The dataset's classes {names} differ from those the run was trained on "
+                f"{info['class_names']}."
+            )
+        model, tokenizer = load_trained_model(run_dir)
+        max_len = resolve_max_length(cfg, tokenizer)
+        pad_id = pad_token_id(tokenizer)
+        bs = batch_size or cfg.eval_batch_size
+        for split in todo:
+            t0 = time.perf_counter()
+            ids = encode_texts(tokenizer, split_texts(ds, split, cfg), max_len)
+            labels = np.asarray(ds[split]["label"], dtype=np.int64)
+            z, logits = extract_arrays(
+                model, ids, pad_id=pad_id, batch_size=bs, progress=progress, desc=f"extract {split}"
+            )
+            feats = Features(z=z, logits=logits, labels=labels)
+            save_features(
+                feats,
+                features_path(run_dir, split),
+                metadata={"split": split, "dataset": cfg.dataset, "backbone": cfg.backbone},
+            )
+            logger.info(
+                "%s: %d rows, d=%d, accuracy %.4f (%.1f s)",
+                split,
+                feats.n,
+                feats.dim,
+                feats.accuracy(),
+                time.perf_counter() - t0,
+            )
+            out[split] = feats
+    return {s: out[s] if s in out else load_features(run_dir, s) for s in splits}

@@ -1,0 +1,117 @@
+"""LoRA fine-tuning of a sequence classifier into a run folder.
+
+>>> from adue.config import resolve_config
+>>> from adue.training import finetune, is_complete
+>>> cfg = resolve_config(dataset="sst2", backbone="minilm", seed=1, profile="quick")
+>>> run_dir = finetune(cfg, "runs/sst2-minilm-1")          # doctest: +SKIP
+
+Training runs through Hugging Face ``accelerate``: a plain call uses the one device it finds
+(a GPU when there is one, else the CPU); on a machine with several GPUs the same code trains one
+run on all of them, data-parallel, when started with::
+
+    accelerate launch -m adue finetune --dataset sst2 --backbone roberta-base \\
+        --seed 1 --profile paper --output runs/sst2-roberta-1
+
+(or ``accelerate launch $(which adue) finetune ...``). ``batch_size`` is the global batch: each
+process takes an equal slice, so the recipe is the same on 1 or N devices.
+
+A run killed mid-training resumes from its last finished epoch when started again with the same
+configuration and folder; a finished run is never overwritten without ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from adue.config import RunConfig
+from adue.training.loop import EpochCallback
+from adue.training.runfolder import is_complete, prepare_run_dir, read_run_config
+
+__all__ = ["finetune", "is_complete", "read_run_config"]
+
+logger = logging.getLogger(__name__)
+
+
+def finetune(
+    cfg: RunConfig,
+    output_dir: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    callbacks: Sequence[EpochCallback] = (),
+) -> Path:
+    """LoRA-fine-tune ``cfg.backbone`` on ``cfg.dataset`` and write the run folder.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        Resolved configuration (see :func:`adue.config.resolve_config`).
+    output_dir : path
+        Run folder. Must not exist, be empty, or hold an unfinished run with the same config
+        (which is then resumed after its last finished epoch).
+    overwrite : bool
+        Replace an existing run folder.
+    data_dir : path, optional
+        Dataset folder (else ``ADUE_DATA_DIR`` / the user cache / the hub).
+    progress : bool
+        Show tqdm bars.
+    callbacks : sequence of callables
+        Called after every epoch (its checkpoint written) with the epoch's log record.
+
+    Returns
+    -------
+    Path
+        The run folder; see :mod:`adue.training.runfolder` for its layout.
+    """
+    from adue.training.loop import train_run
+
+    if not isinstance(cfg, RunConfig):
+        raise TypeError(f"The 'cfg' parameter of finetune must be a RunConfig. Got {type(cfg).__name__} instead.")
+    run_dir = Path(output_dir)
+    resume = _prepare_on_main(run_dir, cfg, overwrite=overwrite)
+    train_run(
+        cfg,
+        run_dir,
+        resume=resume,
+        data_dir=None if data_dir is None else str(data_dir),
+        progress=progress,
+        callbacks=callbacks,
+    )
+    logger.info("Run folder written: %s", run_dir)
+    return run_dir
+
+
+def _prepare_on_main(run_dir: Path, cfg: RunConfig, *, overwrite: bool) -> bool:
+    """Check/create the run folder on the main process only; other processes (under
+    ``accelerate launch``) wait, then get the same answer or the same error."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    # The same device choice the Accelerator makes later (ACCELERATE_USE_CPU: multi-CPU runs).
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    if state.num_processes == 1:
+        resume = prepare_run_dir(run_dir, cfg, overwrite=overwrite)
+        if not resume:
+            cfg.to_json(run_dir / "config.json")
+        return resume
+    from accelerate.utils import broadcast_object_list
+
+    outcome: list = [None]
+    if state.is_main_process:
+        try:
+            resume = prepare_run_dir(run_dir, cfg, overwrite=overwrite)
+            if not resume:
+                cfg.to_json(run_dir / "config.json")
+            outcome = [("ok", resume)]
+        except (FileExistsError, ValueError, OSError) as exc:
+            outcome = [("error", type(exc).__name__, str(exc))]
+    broadcast_object_list(outcome, from_process=0)
+    result = outcome[0]
+    if result[0] == "error":
+        kind = {"FileExistsError": FileExistsError, "ValueError": ValueError}.get(result[1], OSError)
+        raise kind(result[2])
+    return bool(result[1])

@@ -1,0 +1,230 @@
+"""LoRA fine-tuning: a real MiniLM run on SST-2 rows, the run folder, resume, refusals."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from _pipeline import data_dir, minilm_config, minilm_installed, minilm_run
+from safetensors.torch import load_file
+
+from adue.config import RunConfig
+from adue.training import finetune, is_complete, read_run_config
+from adue.training import runfolder as rf
+from adue.training.batching import length_sorted_batches, pad_batch, shuffled_batches
+from adue.training.loop import _linear_schedule, resolve_bf16
+
+needs_minilm = pytest.mark.skipif(not minilm_installed(), reason="MiniLM backbone not installed")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return minilm_run(tmp_path_factory)
+
+
+# ----------------------------------------------------------------------------- cheap units
+def test_linear_schedule_matches_formula():
+    f = _linear_schedule(warmup=3, total=10)
+    got = [f(s) for s in range(10)]
+    # warm-up (s+1)/3 over 3 steps, then (10 - s) / 7 down to 1/7 at the last step
+    want = [1 / 3, 2 / 3, 1.0] + [(10 - s) / 7 for s in range(3, 10)]
+    assert np.allclose(got, want)
+    assert _linear_schedule(0, 4)(0) == 1.0
+
+
+def test_batching_helpers():
+    b = pad_batch([[5, 6, 7], [8]], pad_id=0)
+    assert b["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert pad_batch([[1]], 9, pad_to=3)["input_ids"].tolist() == [[1, 9, 9]]
+    with pytest.raises(ValueError, match="shorter than the longest"):
+        pad_batch([[1, 2]], 0, pad_to=1)
+    batches = length_sorted_batches([3, 9, 1, 9, 4], 2)
+    assert [b.tolist() for b in batches] == [[1, 3], [4, 0], [2]]
+    a = shuffled_batches(10, 4, seed=1, epoch=0)
+    assert sorted(np.concatenate(a).tolist()) == list(range(10))
+    assert [x.tolist() for x in a] == [x.tolist() for x in shuffled_batches(10, 4, seed=1, epoch=0)]
+    assert np.concatenate(a).tolist() != np.concatenate(shuffled_batches(10, 4, seed=1, epoch=1)).tolist()
+
+
+def test_resolve_bf16():
+    cpu = torch.device("cpu")
+    assert resolve_bf16(True, cpu) is True and resolve_bf16(False, cpu) is False
+    assert resolve_bf16("auto", cpu) in (True, False)
+
+
+def test_prepare_run_dir_rules(tmp_path):
+    cfg = RunConfig("sst2", "minilm", 1)
+    fresh = tmp_path / "new"
+    assert rf.prepare_run_dir(fresh, cfg, overwrite=False) is False and fresh.is_dir()
+    # a non-empty folder that is not a run folder is refused, even with overwrite
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "precious.txt").write_text("keep me")
+    for ow in (False, True):
+        with pytest.raises(FileExistsError, match="not a run folder"):
+            rf.prepare_run_dir(other, cfg, overwrite=ow)
+    assert (other / "precious.txt").read_text() == "keep me"
+    # an unfinished run with the same config resumes; another config is named
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    cfg.to_json(unfinished / rf.CONFIG)
+    assert rf.prepare_run_dir(unfinished, cfg, overwrite=False) is True
+    with pytest.raises(ValueError, match=r"epochs: 30 there vs 2 now, lr: 0\.0005 there vs 0\.001 now"):
+        rf.prepare_run_dir(unfinished, cfg.replace(lr=1e-3, epochs=2), overwrite=False)
+    # a finished run is refused without overwrite, emptied with it
+    (unfinished / rf.COMPLETE).write_text("{}")
+    assert is_complete(unfinished)
+    with pytest.raises(FileExistsError, match="already holds a finished run.*overwrite"):
+        rf.prepare_run_dir(unfinished, cfg, overwrite=False)
+    assert rf.prepare_run_dir(unfinished, cfg, overwrite=True) is False
+    assert list(unfinished.iterdir()) == []
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        read_run_config(tmp_path / "nothing")
+
+
+def test_finetune_rejects_non_config(tmp_path):
+    with pytest.raises(TypeError, match="must be a RunConfig"):
+        finetune({"dataset": "sst2"}, tmp_path / "x")  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- real run
+@needs_minilm
+def test_minilm_run_folder_and_learning(run_dir):
+    cfg = read_run_config(run_dir)
+    assert cfg == minilm_config()
+    assert is_complete(run_dir)
+    for name in (rf.CONFIG, rf.DATASET, rf.TRAIN_LOG, rf.VERSIONS, rf.HEAD):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / rf.ADAPTER / "adapter_model.safetensors").is_file()
+    assert not (run_dir / rf.CHECKPOINT).exists()  # removed once finished
+    adapter_cfg = json.loads((run_dir / rf.ADAPTER / "adapter_config.json").read_text())
+    assert sorted(adapter_cfg["target_modules"]) == ["key", "query", "value"]
+    assert adapter_cfg["r"] == 8 and adapter_cfg["lora_alpha"] == 16
+    assert "classifier" in adapter_cfg["modules_to_save"]
+    weights = load_file(str(run_dir / rf.ADAPTER / "adapter_model.safetensors"))
+    assert any("lora_B" in k for k in weights) and any("classifier" in k for k in weights)
+    # LoRA B starts at zero; training moved it
+    assert max(float(v.abs().max()) for k, v in weights.items() if "lora_B" in k) > 0
+
+    log = json.loads((run_dir / rf.TRAIN_LOG).read_text())
+    assert [e["epoch"] for e in log["epochs"]] == [1, 2]
+    assert log["num_train"] == 400 and log["num_val"] == 200
+    assert log["steps_per_epoch"] == 25 and log["total_steps"] == 50
+    assert log["warmup_steps"] == math.ceil(0.1 * 50)
+    accs = [e["val_accuracy"] for e in log["epochs"]]
+    assert log["best_val_accuracy"] == max(accs)
+    assert log["best_epoch"] == 1 + accs.index(max(accs))
+    # lr decays linearly to 0 by the last step; the head group uses head_lr
+    assert log["epochs"][-1]["lr_end"] == [0.0] * len(log["epochs"][-1]["lr_end"])
+    # learned: well above chance (0.5) on validation; the train loss fell below log 2
+    assert log["best_val_accuracy"] >= 0.70
+    assert log["epochs"][-1]["train_loss"] < math.log(2) - 0.05
+    versions = json.loads((run_dir / rf.VERSIONS).read_text())
+    assert versions["torch"] == torch.__version__ and "peft" in versions
+    dataset = json.loads((run_dir / rf.DATASET).read_text())
+    assert dataset["class_names"] == ["negative", "positive"]
+    assert dataset["sizes"] == {"train": 400, "validation": 200, "test": 200}
+
+
+@needs_minilm
+def test_finished_run_is_not_overwritten(run_dir):
+    before = (run_dir / rf.TRAIN_LOG).read_text()
+    with pytest.raises(FileExistsError, match="already holds a finished run"):
+        finetune(read_run_config(run_dir), run_dir, data_dir=data_dir(), progress=False)
+    assert (run_dir / rf.TRAIN_LOG).read_text() == before
+
+
+class _Interrupt(RuntimeError):
+    pass
+
+
+@needs_minilm
+def test_resume_after_interruption_matches_uninterrupted_run(run_dir, tmp_path):
+    out = tmp_path / "interrupted"
+    cfg = minilm_config()
+
+    def stop_after_first_epoch(record):
+        if record["epoch"] == 1:
+            raise _Interrupt("simulated kill after epoch 1")
+
+    with pytest.raises(_Interrupt):
+        finetune(cfg, out, data_dir=data_dir(), progress=False, callbacks=[stop_after_first_epoch])
+    assert not is_complete(out)
+    ckpt = torch.load(out / rf.CHECKPOINT, weights_only=True)  # loads as weights only
+    assert ckpt["epoch"] == 1
+    first = json.loads((out / rf.TRAIN_LOG).read_text())
+    assert [e["epoch"] for e in first["epochs"]] == [1]
+
+    seen = []
+    finetune(cfg, out, data_dir=data_dir(), progress=False, callbacks=[lambda r: seen.append(r["epoch"])])
+    assert seen == [2]  # epoch 1 was not trained again
+    log = json.loads((out / rf.TRAIN_LOG).read_text())
+    assert log["resumed_at_epoch"] == [1]
+    assert log["epochs"][0] == first["epochs"][0]  # the interrupted attempt's record, kept
+    assert is_complete(out)
+
+    # Deterministic on CPU: the resumed run equals the uninterrupted reference run.
+    ref = json.loads((run_dir / rf.TRAIN_LOG).read_text())
+    for a, b in zip(log["epochs"], ref["epochs"], strict=True):
+        assert a["train_loss"] == b["train_loss"] and a["val_accuracy"] == b["val_accuracy"]
+    w_ref = load_file(str(run_dir / rf.ADAPTER / "adapter_model.safetensors"))
+    w_new = load_file(str(out / rf.ADAPTER / "adapter_model.safetensors"))
+    assert w_ref.keys() == w_new.keys()
+    for k in w_ref:
+        assert torch.equal(w_ref[k], w_new[k]), k
+
+
+@needs_minilm
+def test_unfinished_run_with_other_config_is_refused(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    minilm_config().to_json(out / rf.CONFIG)
+    with pytest.raises(ValueError, match=r"another configuration \(lr: 0\.002 there vs 0\.001 now"):
+        finetune(minilm_config(lr=1e-3), out, data_dir=data_dir(), progress=False)
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_run_matches_single_process(tmp_path):
+    """The accelerate path with 2 CPU processes (gloo DDP): each takes half of every global
+    batch; the losses match a single-process run up to LoRA-dropout noise."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from _pipeline import tiny_decoder_folder
+
+    from adue.data import load_dataset
+
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    if torchrun is None:
+        pytest.skip("torchrun not found next to the Python executable")
+    dd = data_dir()
+    ds = load_dataset("sst2", dd, max_train=64, max_val=32, max_test=32)
+    folder = tiny_decoder_folder(tmp_path, "llama", [t for s in ds for t in ds[s]["text"]])
+    args = ["finetune", "--dataset", "sst2", "--backbone", str(folder), "--seed", "1",
+            "--profile", "quick", "--max-train", "64", "--max-val", "32", "--max-test", "32",
+            "--epochs", "2", "--batch-size", "16", "--max-length", "64", "--bf16", "false",
+            "--lora-dropout", "0", "--data-dir", str(dd), "--no-progress"]
+    env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
+    ddp = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", "-m", "adue", *args, "--output", str(tmp_path / "ddp")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = subprocess.run(
+        [sys.executable, "-m", "adue", *args, "--output", str(tmp_path / "single")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    a = json.loads((tmp_path / "ddp" / rf.TRAIN_LOG).read_text())
+    b = json.loads((tmp_path / "single" / rf.TRAIN_LOG).read_text())
+    assert a["num_processes"] == 2 and b["num_processes"] == 1
+    for ea, eb in zip(a["epochs"], b["epochs"], strict=True):
+        assert ea["train_loss"] == pytest.approx(eb["train_loss"], abs=1e-4)
+        assert ea["val_loss"] == pytest.approx(eb["val_loss"], abs=1e-4)
+        assert ea["train_tokens"] == eb["train_tokens"]
