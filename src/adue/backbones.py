@@ -24,7 +24,6 @@ The cache root is ``cache_dir`` if given, else ``$ADUE_CACHE_DIR``, else
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.metadata as importlib_metadata
 import json
@@ -38,6 +37,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from adue._atomic import atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -212,16 +213,7 @@ def _sha256_stream(paths: Iterable[Path], sink: Any = None) -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, text)
 
 
 def _key_paths_exist(key: str) -> bool:

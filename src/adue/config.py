@@ -24,12 +24,12 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from adue._atomic import atomic_write_text as _atomic_write_text
 from adue._validation import check_number, param_error
 
 __all__ = [
@@ -253,16 +253,8 @@ class RunConfig:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write ``text`` to ``path`` atomically (see :mod:`adue._atomic`)."""
+    _atomic_write_text(path, text)
 
 
 def config_differences(a: RunConfig, b: RunConfig) -> dict[str, tuple[Any, Any]]:

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,20 +166,15 @@ def save_features(features: Features, path: str | os.PathLike, metadata: dict[st
     """Write ``features`` to a safetensors file atomically (temp file + rename)."""
     from safetensors.numpy import save_file
 
+    from adue._atomic import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(
             {"z": features.z, "logits": features.logits, "labels": features.labels},
             tmp,
             metadata=metadata,
         )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

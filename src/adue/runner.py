@@ -44,7 +44,6 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 import time
 import traceback
 import warnings
@@ -54,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from adue._atomic import atomic_write_text
 from adue.features import Features
 from adue.variants import Variant, resolve_variants, variant_params
 
@@ -151,28 +151,9 @@ def default_run_dir(runs_dir: str | os.PathLike, profile: str, backbone: str, da
     return Path(runs_dir) / str(profile) / str(backbone) / str(dataset) / f"seed{int(seed)}"
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
     """Write ``text`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_text(path, text)
 
 
 def write_json_atomic(obj: Any, path: str | os.PathLike) -> Path:

@@ -469,17 +469,11 @@ def train_run(
 def save_head(head: Any, path: Path) -> None:
     """Write a :class:`adue.heads.ClassifierHead` (weights + constructor config) atomically."""
     import json
-    import os
-    import tempfile
 
     from safetensors.torch import save_file
 
+    from adue._atomic import atomic_path
+
     state = {k: v.detach().cpu().float().contiguous() for k, v in head.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(state, tmp, metadata={"config": json.dumps(head.config())})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

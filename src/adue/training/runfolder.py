@@ -21,12 +21,12 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from adue._atomic import atomic_path
 from adue.config import RunConfig, atomic_write_text, config_differences
 
 __all__ = [
@@ -92,14 +92,8 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
     """
     path = run_dir / CHECKPOINT
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".last.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
