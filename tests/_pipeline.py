@@ -12,11 +12,11 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def data_dir() -> Path:
-    """``$ADUE_DATA_DIR`` or ``../shared/data``; skips (with the reason) when neither has SST-2."""
+    """``$ADUE_DATA_DIR`` or ``../shared/data``; fails (never skips) when neither has SST-2."""
     env = os.environ.get("ADUE_DATA_DIR")
     d = Path(env) if env else SHARED_DATA
     if not (d / "sst2" / "train.tsv").is_file():
-        pytest.skip(f"SST-2 files not found under {d}; set ADUE_DATA_DIR to the data folder")
+        pytest.fail(f"SST-2 files not found under {d}; set ADUE_DATA_DIR to the data folder")
     return d
 
 

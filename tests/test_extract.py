@@ -17,7 +17,14 @@ from adue.training import finetune
 from adue.training import runfolder as rf
 from adue.training.batching import encode_texts, pad_batch
 
-needs_minilm = pytest.mark.skipif(not minilm_installed(), reason="MiniLM backbone not installed")
+# `make install` installs MiniLM; without it these tests fail with the reason rather than skip.
+needs_minilm = pytest.mark.usefixtures("_require_minilm")
+
+
+@pytest.fixture
+def _require_minilm():
+    if not minilm_installed():
+        pytest.fail("MiniLM backbone not installed: run `make install`")
 
 
 @pytest.fixture(scope="module")

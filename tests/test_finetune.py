@@ -17,7 +17,14 @@ from adue.training import runfolder as rf
 from adue.training.batching import length_sorted_batches, pad_batch, shuffled_batches
 from adue.training.loop import _linear_schedule, resolve_bf16
 
-needs_minilm = pytest.mark.skipif(not minilm_installed(), reason="MiniLM backbone not installed")
+# `make install` installs MiniLM; without it these tests fail with the reason rather than skip.
+needs_minilm = pytest.mark.usefixtures("_require_minilm")
+
+
+@pytest.fixture
+def _require_minilm():
+    if not minilm_installed():
+        pytest.fail("MiniLM backbone not installed: run `make install`")
 
 
 @pytest.fixture(scope="module")
@@ -228,3 +235,32 @@ def test_two_process_data_parallel_run_matches_single_process(tmp_path):
         assert ea["train_loss"] == pytest.approx(eb["train_loss"], abs=1e-4)
         assert ea["val_loss"] == pytest.approx(eb["val_loss"], abs=1e-4)
         assert ea["train_tokens"] == eb["train_tokens"]
+
+
+def test_precision_is_ours_even_if_accelerate_state_says_bf16(tmp_path):
+    """accelerate keeps one process-wide state; a bf16 Accelerator created earlier (e.g. by a
+    transformers Trainer) must not turn a bf16=False run into a bf16 one."""
+    from _pipeline import tiny_decoder_folder
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from adue.config import resolve_config
+    from adue.data import load_dataset
+
+    dd = data_dir()
+    ds = load_dataset("sst2", dd, max_train=32, max_val=16, max_test=16)
+    folder = tiny_decoder_folder(tmp_path, "llama", [t for s in ds for t in ds[s]["text"]])
+    cfg = resolve_config("sst2", str(folder), 1, "quick", max_train=32, max_val=16, max_test=16,
+                         epochs=1, batch_size=8, max_length=32, bf16=False)
+    clean = json.loads((finetune(cfg, tmp_path / "a", data_dir=dd, progress=False)
+                        / rf.TRAIN_LOG).read_text())
+    try:
+        AcceleratorState._reset_state(reset_partial_state=False)
+        Accelerator(mixed_precision="bf16")
+        after = json.loads((finetune(cfg, tmp_path / "b", data_dir=dd, progress=False)
+                            / rf.TRAIN_LOG).read_text())
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=False)
+    assert after["bf16"] is False
+    assert after["epochs"][0]["train_loss"] == clean["epochs"][0]["train_loss"]
+    assert after["epochs"][0]["val_loss"] == clean["epochs"][0]["val_loss"]

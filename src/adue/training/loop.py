@@ -193,6 +193,29 @@ def class_names(ds: Any) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ train
+def _make_accelerator() -> Any:
+    """An ``Accelerator`` without accelerate's own mixed precision.
+
+    Precision is ours to set (``cfg.bf16``: autocast around the training forward only, float32
+    evaluation). accelerate keeps one process-wide state: if earlier code in this process (e.g.
+    a ``transformers.Trainer`` with ``bf16=True``) or ``accelerate launch --mixed_precision``
+    set it to bf16/fp16, ``prepare`` would silently wrap our model's forward -- evaluation
+    included -- in autocast. The mixed-precision part of that state is reset (as the Trainer
+    itself does); the process group is kept.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision", "no") != "no":
+        logger.info(
+            "Resetting accelerate's mixed precision %r: adue sets precision with the bf16 setting",
+            shared.get("_mixed_precision"),
+        )
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision="no")
+
+
 def train_run(
     cfg: RunConfig,
     run_dir: Path,
@@ -207,14 +230,13 @@ def train_run(
     Returns the final training log. ``callbacks`` are called on the main process after each
     epoch's checkpoint is written, with that epoch's log record.
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
     from adue.architectures import classifier_head
     from adue.backbones import load_backbone
 
-    accelerator = Accelerator()
+    accelerator = _make_accelerator()
     device = accelerator.device
     main = accelerator.is_main_process
     nproc = accelerator.num_processes
@@ -317,6 +339,7 @@ def train_run(
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         t0 = time.perf_counter()
+        c0 = time.process_time()
         batches = shuffled_batches(n_train, cfg.batch_size, seed=cfg.seed, epoch=epoch)
         if nproc > 1:
             dropped = [b for b in batches if len(b) < nproc]
@@ -361,6 +384,7 @@ def train_run(
             bar.set_postfix(loss=f"{loss_sum / max(1, rows_seen):.4f}")
         bar.close()
         train_s = time.perf_counter() - t0
+        train_cpu_s = time.process_time() - c0
 
         t1 = time.perf_counter()
         val_logits, val_loss = evaluate(
@@ -390,6 +414,7 @@ def train_run(
             "lr_end": [float(g["lr"]) for g in optimizer.param_groups],
             "train_tokens": tokens,
             "train_seconds": train_s,
+            "train_cpu_seconds": train_cpu_s,
             "eval_seconds": eval_s,
         }
         log["epochs"].append(record)
