@@ -47,10 +47,14 @@ def test_cpu_and_quick_profiles():
     cpu = resolve_config("sst2", "minilm", 1, "cpu")
     assert (cpu.max_train, cpu.max_val, cpu.max_test) == (2000, 1000, 2000)
     assert (cpu.epochs, cpu.batch_size, cpu.max_length) == (3, 32, 128)
-    assert (cpu.lr, cpu.weight_decay, cpu.warmup_ratio, cpu.lora_r, cpu.lora_alpha) == (
-        5e-4, 0.1, 0.1, 8, 16.0,
-    )
+    assert (cpu.lr, cpu.head_lr, cpu.weight_decay, cpu.warmup_ratio) == (1e-3, 5e-3, 0.1, 0.1)
+    assert (cpu.lora_r, cpu.lora_alpha) == (8, 16.0)
     assert resolve_config("20newsgroups", "minilm", 1, "cpu").max_length == 256
+    # CoLA trains on its whole train split under cpu (MiniLM collapsed with 2,000 rows)
+    assert resolve_config("cola", "minilm", 1, "cpu").max_train is None
+    assert resolve_config("cola", "minilm", 1, "quick").max_train == 1000
+    # one recipe for every family under cpu
+    assert resolve_config("sst2", "qwen", 1, "cpu") == cpu.replace(backbone="qwen")
     quick = resolve_config("sst2", "minilm", 1, "quick")
     assert (quick.max_train, quick.max_val, quick.max_test, quick.epochs) == (1000, 500, 1000, 2)
     assert quick.batch_size == 32 and quick.max_length == 128
@@ -59,20 +63,12 @@ def test_cpu_and_quick_profiles():
     assert resolve_config("20newsgroups", "minilm", 1, "quick").max_length == 256
 
 
-def test_per_family_overrides_apply_to_decoders_only():
-    fam = PROFILES["cpu"]["per_family"]
+def test_per_family_overrides_apply_to_one_family_only(monkeypatch):
+    monkeypatch.setitem(PROFILES["cpu"], "per_family", {"decoder": {"lr": 2e-3, "head_lr": 7e-3}})
     enc = resolve_config("sst2", "minilm", 1, "cpu")
     dec = resolve_config("sst2", "smollm2", 1, "cpu")
-    for key, value in fam.get("decoder", {}).items():
-        assert getattr(dec, key) == value
-    for key in fam.get("decoder", {}):
-        if key not in fam.get("encoder", {}):
-            assert getattr(enc, key) == PROFILES["cpu"]["settings"].get(
-                key, getattr(RunConfig("sst2", "minilm", 0), key)
-            )
-    # encoders keep the paper's single learning rate
-    assert enc.lr == 5e-4 and enc.head_lr is None
-    assert dec.head_lr is not None and dec.head_lr > dec.lr
+    assert (dec.lr, dec.head_lr) == (2e-3, 7e-3)
+    assert (enc.lr, enc.head_lr) == (1e-3, 5e-3)  # the profile's settings
     assert backbone_family("minilm") == "encoder"
     assert backbone_family("qwen") == "decoder"
     # an explicit family wins over detection
@@ -115,8 +111,8 @@ def test_frozen_and_differences():
     cfg = resolve_config("sst2", "minilm", 1, "cpu")
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.lr = 1.0  # type: ignore[misc]
-    other = cfg.replace(lr=1e-3, epochs=4)
-    assert config_differences(cfg, other) == {"lr": (5e-4, 1e-3), "epochs": (3, 4)}
+    other = cfg.replace(lr=2e-3, epochs=4)
+    assert config_differences(cfg, other) == {"lr": (1e-3, 2e-3), "epochs": (3, 4)}
     assert config_differences(cfg, cfg) == {}
 
 
