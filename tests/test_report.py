@@ -44,11 +44,47 @@ def test_fixture_table_values_by_hand():
     assert "Cell minilm/cola/seed4 failed in finetune: RuntimeError: fixture: out of memory" in text
     assert "search fell back to the default configuration in 1 cell(s) (minilm/cola/seed3)" in text
     assert "Warning, mpnet/sst2/seed2: the fine-tuned model predicts only 1 of 2 classes" in text
+    # paired differences: every fixture AdUE is SR + 0.01 in each seed
+    assert "| AdUE − SR | +1.0 ± 0.0 (3/3) | +1.0 ± 0.0 (5/5) | +1.0 ± 0.0 (2/2) |" in text
     # paper numbers beside ours: ELECTRA-base SST-2 AdUE 86.8 ± 2.5 (Table 7)
     assert "| AdUE | 79.4 ± 1.3 | 86.8 ± 2.5 | 80.8 ± 2.0 | 2.5 |" in text
 
 
 # ------------------------------------------------------------------ statistics
+def _cell(seed: int, metric: str, **scores: float | None) -> dict:
+    methods = {k: ({"status": "ok", "metrics": {metric: v}} if v is not None
+                   else {"status": "failed", "error": "x"}) for k, v in scores.items()}
+    return {"cell": {"profile": "cpu", "backbone": "minilm", "dataset": "sst2", "seed": seed},
+            "status": "complete", "methods": methods}
+
+
+def test_paired_table_hand_case():
+    from adue.report.cells import ResultSet
+    from adue.report.tables import paired_table, render_table
+
+    rs = ResultSet(root=Path("."), cells=[
+        _cell(1, "roc_auc", adue=0.80, sr=0.75),
+        _cell(2, "roc_auc", adue=0.70, sr=0.72),
+        _cell(3, "roc_auc", adue=0.90, sr=0.85),
+        _cell(4, "roc_auc", adue=None, sr=0.99),  # failed variant: the seed is not paired
+    ])
+    t = paired_table(rs, "cpu", "roc_auc", pairs=[("adue", "sr"), ("md", "sr")])
+    assert t.rows == ["adue-sr"]  # no md values: the pair is dropped
+    s = t.values[("adue-sr", ("minilm", "sst2"))]
+    # differences 0.05, -0.02, 0.05: mean 0.02667, sample std 0.04041
+    assert s.n == 3 and s.mean == pytest.approx(0.08 / 3) and s.std == pytest.approx(0.040415, abs=1e-6)
+    assert t.wins[("adue-sr", ("minilm", "sst2"))] == (2, 3)
+    assert "| AdUE − SR | +2.7 ± 4.0 (2/3) |" in render_table(t, "md")
+    assert "$-$" in render_table(t, "latex")
+    # lower is better for AURC: a win is a negative difference
+    rs2 = ResultSet(root=Path("."), cells=[_cell(1, "aurc", adue=0.10, sr=0.12),
+                                            _cell(2, "aurc", adue=0.13, sr=0.12)])
+    t2 = paired_table(rs2, "cpu", "aurc", pairs=[("adue", "sr")])
+    assert t2.wins[("adue-sr", ("minilm", "sst2"))] == (1, 2)
+    # differences -0.02, +0.01: mean -0.005, sample std 0.015 * sqrt(2) = 0.0212
+    assert "| AdUE − SR | -0.5 ± 2.1 (1/2) |" in render_table(t2, "md")
+
+
 def test_summarize_hand_case():
     s = summarize([0.8, 0.9, 1.0, None, float("nan")])
     assert s.n == 3

@@ -29,6 +29,7 @@ __all__ = [
     "EXTRA_ROWS",
     "ABLATION_ROWS",
     "L2_ROWS",
+    "PAIRED_ROWS",
 ]
 
 
@@ -118,6 +119,21 @@ ABLATION_ROWS: tuple[str, ...] = (
 )
 #: Rows of the paper's Tables 7-8.
 L2_ROWS: tuple[str, ...] = ("rmd", "rmd_l2", "md", "md_l2", "rde", "rde_l2", "sr", "adue")
+#: Paired comparisons ``(A, B)`` behind the paper's claims: AdUE vs SR, L2 vs raw features,
+#: the full loss / classifier initialisation vs each ablation, the held-out head.
+PAIRED_ROWS: tuple[tuple[str, str], ...] = (
+    ("adue", "sr"),
+    ("md_l2", "md"),
+    ("rmd_l2", "rmd"),
+    ("rde_l2", "rde"),
+    ("adue", "adue_bce"),
+    ("adue", "adue_bce_l2sp"),
+    ("adue", "adue_bce_reg"),
+    ("adue", "adue_rand_cls"),
+    ("adue", "adue_rand_linear"),
+    ("adue_heldout", "adue"),
+    ("adue_heldout", "sr"),
+)
 
 
 def list_variants() -> list[str]:

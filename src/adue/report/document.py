@@ -15,6 +15,7 @@ from adue.report.tables import (
     accuracy_table,
     classifier_table,
     method_table,
+    paired_table,
     paper_accuracy_table,
     paper_method_table,
     render_table,
@@ -82,6 +83,9 @@ def _metric_blocks(rs: ResultSet, profile: str, metric: str, paper: bool) -> lis
             p = paper_method_table(t)
             if p is not None:
                 blocks.append(("table", p))
+    t = paired_table(rs, profile, metric)
+    if t is not None:
+        blocks.append(("table", t))
     return blocks
 
 

@@ -8,7 +8,9 @@ best of each column in bold, mean rank column):
 - ``ablation``: Tables 2-4 (loss terms and head initialisation);
 - ``l2``: Tables 7-8 (distance baselines on raw vs L2-normalised features);
 - ``accuracy``: Table 6 (backbones as rows, test accuracy of the fine-tuned models);
-- ``classifier``: the classifier's ECE and Brier score (max softmax confidence), backbones as rows.
+- ``classifier``: the classifier's ECE and Brier score (max softmax confidence), backbones as rows;
+- ``paired``: paired differences ``A - B`` of one metric over the seeds both variants share
+  (mean ± std x 100 of the per-seed differences, and in how many seeds A was better).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from adue.report.cells import ResultSet, metric_values
 from adue.report.labels import METRICS, backbone_label, dataset_label, order_datasets
 from adue.report.paper import paper_model_label, paper_stat, stand_in
 from adue.report.stats import Stat, best_rows, mean_ranks, summarize
-from adue.variants import VARIANTS
+from adue.variants import PAIRED_ROWS, VARIANTS
 
 __all__ = [
     "Table",
@@ -32,6 +34,7 @@ __all__ = [
     "classifier_table",
     "paper_method_table",
     "paper_accuracy_table",
+    "paired_table",
     "render_table",
     "tables_to_csv",
     "FULL_SEEDS",
@@ -63,6 +66,12 @@ class Table:
     scale: float = 100.0
     decimals: int = 1
     notes: list[str] = field(default_factory=list)
+    #: Bold the best row of each column (off for tables of differences).
+    bold_best: bool = True
+    #: Show a sign on every value (tables of differences).
+    signed: bool = False
+    #: ``wins[(row, column)] = (k, n)``: shown as ``k/n`` after the value.
+    wins: dict[tuple[str, Column], tuple[int, int]] = field(default_factory=dict)
 
     def means(self) -> dict[tuple[str, Column], float]:
         return {k: s.mean for k, s in self.values.items() if s.ok}
@@ -73,6 +82,8 @@ class Table:
 
     def best(self, column: Column) -> set[str]:
         """Rows showing the best value of ``column`` (compared as displayed)."""
+        if not self.bold_best:
+            return set()
         return best_rows(
             self.means(), self.rows, column, higher_is_better=self.higher_is_better,
             decimals=self.decimals, scale=self.scale,
@@ -107,6 +118,49 @@ def method_table(rs: ResultSet, profile: str, metric: str, rows: Sequence[str], 
         row_labels={r: VARIANTS[r].label if r in VARIANTS else r for r in kept},
         columns=columns, group_labels={b: backbone_label(b) for b, _ in columns},
         values=values, higher_is_better=METRICS[metric][1], profile=profile,
+    )
+
+
+def paired_table(rs: ResultSet, profile: str, metric: str,
+                 pairs: Sequence[tuple[str, str]] = PAIRED_ROWS) -> Table | None:
+    """Per-seed paired differences ``metric(A) - metric(B)`` for each ``(A, B)`` in ``pairs``.
+
+    A cell's value is the :class:`Stat` of the differences over the seeds where both variants
+    have a finite value; ``wins`` counts the seeds where A is better (higher, or lower for
+    AURC / ECE). Positive means A scores higher. None if no pair has a value.
+    """
+    columns = _columns(rs, profile)
+    higher = METRICS[metric][1]
+    values: dict[tuple[str, Column], Stat] = {}
+    wins: dict[tuple[str, Column], tuple[int, int]] = {}
+    labels: dict[str, str] = {}
+    rows: list[str] = []
+    for a, b in pairs:
+        row = f"{a}-{b}"
+        labels[row] = (f"{VARIANTS[a].label if a in VARIANTS else a} − "
+                       f"{VARIANTS[b].label if b in VARIANTS else b}")
+        for col in columns:
+            diffs = []
+            for c in rs.of(profile, *col):
+                va, vb = metric_values([c], a, metric), metric_values([c], b, metric)
+                if va and vb:
+                    diffs.append(va[0] - vb[0])
+            if diffs:
+                values[(row, col)] = summarize(diffs)
+                k = sum(1 for d in diffs if (d > 0 if higher else d < 0))
+                wins[(row, col)] = (k, len(diffs))
+        if any((row, c) in values for c in columns):
+            rows.append(row)
+    if not rows:
+        return None
+    better = "higher" if higher else "lower"
+    return Table(
+        key="paired", title=f"{METRICS[metric][0]} x 100 — paired differences A − B over seeds "
+        f"(mean ± std; k/n: seeds where A is {better}, i.e. better)",
+        metric=metric, rows=rows, row_labels=labels, columns=columns,
+        group_labels={bb: backbone_label(bb) for bb, _ in columns}, values=values,
+        higher_is_better=higher, show_rank=False, row_header="A − B", profile=profile,
+        bold_best=False, signed=True, wins=wins,
     )
 
 
@@ -229,8 +283,8 @@ def paper_accuracy_table(ours: Table) -> Table | None:
 
 
 # ------------------------------------------------------------------------------ rendering
-def _fmt_num(x: float, scale: float, decimals: int) -> str:
-    return f"{x * scale:.{decimals}f}"
+def _fmt_num(x: float, scale: float, decimals: int, signed: bool = False) -> str:
+    return f"{x * scale:+.{decimals}f}" if signed else f"{x * scale:.{decimals}f}"
 
 
 def _cell_text(table: Table, row: str, col: Column, fmt: str) -> str:
@@ -238,12 +292,15 @@ def _cell_text(table: Table, row: str, col: Column, fmt: str) -> str:
     if stat is None or not stat.ok:
         return "—" if fmt == "md" else "--"
     pm = " ± " if fmt == "md" else " $\\pm$ "
-    text = _fmt_num(stat.mean, table.scale, table.decimals)
+    text = _fmt_num(stat.mean, table.scale, table.decimals, table.signed)
     if math.isfinite(stat.std):
         text += pm + _fmt_num(stat.std, table.scale, table.decimals)
     if row in table.best(col):
         text = f"**{text}**" if fmt == "md" else f"\\textbf{{{text}}}"
-    if table.source == "ours" and stat.n < FULL_SEEDS:
+    if (row, col) in table.wins:
+        k, n = table.wins[(row, col)]
+        text += f" ({k}/{n})"
+    elif table.source == "ours" and stat.n < FULL_SEEDS:
         text += f" (n={stat.n})" if fmt == "md" else f"\\textsuperscript{{n={stat.n}}}"
     return text
 
@@ -290,7 +347,7 @@ def _md(table: Table) -> str:
 
 def _tex_escape(s: str) -> str:
     for a, b in (("\\", "\\textbackslash{}"), ("&", "\\&"), ("%", "\\%"), ("_", "\\_"),
-                 ("#", "\\#"), ("±", "$\\pm$"), ("↓", "$\\downarrow$")):
+                 ("#", "\\#"), ("±", "$\\pm$"), ("↓", "$\\downarrow$"), ("−", "$-$")):
         s = s.replace(a, b)
     return s
 
