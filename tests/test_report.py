@@ -230,7 +230,13 @@ def test_empty_or_missing_folder_errors(tmp_path, capsys):
 def test_cli_report_writes_output_and_plots(tmp_path):
     out = tmp_path / "README.md"
     assert main(["report", str(CELLS), "--paper", "-o", str(out), "--plots", str(tmp_path / "p")]) == 0
-    assert out.read_text(encoding="utf-8") == (FIXTURES / "expected_table.md").read_text(encoding="utf-8")
+    expected = (FIXTURES / "expected_table.md").read_text(encoding="utf-8")
+    title, _, rest = expected.partition("\n")
+    # the file names the command that regenerates it, right under the title
+    command = f"adue report {CELLS} --format md --paper -o {out} --plots {tmp_path / 'p'}"
+    assert out.read_text(encoding="utf-8") == (
+        f"{title}\n\nGenerated from the cell JSONs by `{command}`; rerun it to regenerate.\n{rest}"
+    )
     assert len(list((tmp_path / "p").glob("*.png"))) == 6
 
 
@@ -243,5 +249,5 @@ def test_output_keeps_the_hand_written_section(tmp_path):
     assert main(["report", str(CELLS), "--metric", "roc_auc", "-o", str(out)]) == 0
     text = out.read_text(encoding="utf-8")
     assert "old generated text" not in text
-    assert text.startswith(build_report(CELLS, metrics="roc_auc").rstrip("\n"))
+    assert text.split("\n", 3)[3].startswith(build_report(CELLS, metrics="roc_auc").split("\n", 1)[1].rstrip("\n"))
     assert text.endswith(HAND_MARKER + "\n\n## Claims\nAdUE beats SR here.\n")

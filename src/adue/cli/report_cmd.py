@@ -36,6 +36,26 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def _command_line(args: argparse.Namespace) -> str:
+    """The ``adue report`` command that regenerates ``args.output``."""
+    parts = ["adue", "report", str(args.results), "--format", args.fmt]
+    if args.metric != "all":
+        parts += ["--metric", args.metric]
+    if args.paper:
+        parts.append("--paper")
+    parts += ["-o", str(args.output)]
+    if args.plots:
+        parts += ["--plots", str(args.plots)]
+    return " ".join(parts)
+
+
+def _with_command(text: str, args: argparse.Namespace) -> str:
+    """``text`` with a line after its title naming the command that wrote it."""
+    title, _, rest = text.partition("\n")
+    line = f"Generated from the cell JSONs by `{_command_line(args)}`; rerun it to regenerate."
+    return f"{title}\n\n{line}\n{rest}"
+
+
 def _run(args: argparse.Namespace) -> int:
     from adue.report import build_report, load_results, write_plots
     from adue.runner import write_text_atomic
@@ -48,6 +68,8 @@ def _run(args: argparse.Namespace) -> int:
     text = build_report(rs, fmt=args.fmt, metrics=args.metric, paper=args.paper)
     if args.output:
         out = Path(args.output)
+        if args.fmt == "md":
+            text = _with_command(text, args)
         if args.fmt == "md" and out.is_file():
             old = out.read_text(encoding="utf-8")
             if HAND_MARKER in old:
