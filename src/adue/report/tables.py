@@ -18,14 +18,16 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from adue.report.cells import ResultSet, metric_values
 from adue.report.labels import METRICS, backbone_label, dataset_label, order_datasets
 from adue.report.paper import paper_model_label, paper_stat, stand_in
 from adue.report.stats import Stat, best_rows, mean_ranks, summarize
 from adue.variants import PAIRED_ROWS, VARIANTS
+from adue.variants import labels as variant_labels
 
 __all__ = [
     "Table",
@@ -137,8 +139,7 @@ def paired_table(rs: ResultSet, profile: str, metric: str,
     rows: list[str] = []
     for a, b in pairs:
         row = f"{a}-{b}"
-        labels[row] = (f"{VARIANTS[a].label if a in VARIANTS else a} − "
-                       f"{VARIANTS[b].label if b in VARIANTS else b}")
+        labels[row] = " − ".join(variant_labels([a, b]))
         for col in columns:
             diffs = []
             for c in rs.of(profile, *col):
@@ -170,26 +171,41 @@ def _table6_order(datasets: Sequence[str]) -> list[str]:
     return first + [d for d in datasets if d not in first]
 
 
-def accuracy_table(rs: ResultSet, profile: str) -> Table | None:
-    """Table 6 layout: backbones as rows, test accuracy of the fine-tuned model per dataset."""
-    datasets = _table6_order(rs.datasets(profile))
+def _backbone_table(rs: ResultSet, profile: str, datasets: Sequence[str],
+                    value_of: Callable[[dict], float | None], **table_fields: Any) -> Table | None:
+    """Backbones as rows, one column per dataset: the :class:`Stat` of ``value_of(cell)`` over seeds."""
     backbones = rs.backbones(profile)
-    columns: list[Column] = [("", d) for d in datasets]
     values = {}
     for b in backbones:
         for d in datasets:
-            vals = [c.get("accuracy", {}).get("test") for c in rs.of(profile, b, d)]
-            stat = summarize(vals)
+            stat = summarize([value_of(c) for c in rs.of(profile, b, d)])
             if stat.n:
                 values[(b, ("", d))] = stat
     if not values:
         return None
     return Table(
-        key="accuracy", title="Test accuracy of the fine-tuned models (Table 6 layout)",
-        metric="accuracy", rows=backbones, row_labels={b: backbone_label(b) for b in backbones},
-        columns=columns, group_labels={"": ""}, values=values, show_rank=False,
-        row_header="Backbone", profile=profile,
+        rows=backbones, row_labels={b: backbone_label(b) for b in backbones},
+        columns=[("", d) for d in datasets], group_labels={"": ""}, values=values,
+        show_rank=False, row_header="Backbone", profile=profile, **table_fields,
     )
+
+
+def accuracy_table(rs: ResultSet, profile: str) -> Table | None:
+    """Table 6 layout: backbones as rows, test accuracy of the fine-tuned model per dataset."""
+    return _backbone_table(
+        rs, profile, _table6_order(rs.datasets(profile)),
+        lambda c: c.get("accuracy", {}).get("test"),
+        key="accuracy", title="Test accuracy of the fine-tuned models (Table 6 layout)",
+        metric="accuracy",
+    )
+
+
+def _classifier_value(cell: dict, metric: str) -> float | None:
+    """``metric`` of the first variant of ``cell`` that succeeded (all variants record it)."""
+    for entry in cell.get("methods", {}).values():
+        if entry.get("status") == "ok" and entry.get("metrics"):
+            return entry["metrics"].get(metric)
+    return None
 
 
 def classifier_table(rs: ResultSet, profile: str, metric: str) -> Table | None:
@@ -198,30 +214,11 @@ def classifier_table(rs: ResultSet, profile: str, metric: str) -> Table | None:
     Every variant of a cell records the same value (it describes the classifier); it is read
     from the first variant that succeeded.
     """
-    datasets = rs.datasets(profile)
-    backbones = rs.backbones(profile)
-    columns: list[Column] = [("", d) for d in datasets]
-    values = {}
-    for b in backbones:
-        for d in datasets:
-            vals = []
-            for c in rs.of(profile, b, d):
-                for entry in c.get("methods", {}).values():
-                    if entry.get("status") == "ok" and entry.get("metrics"):
-                        vals.append(entry["metrics"].get(metric))
-                        break
-            stat = summarize(vals)
-            if stat.n:
-                values[(b, ("", d))] = stat
-    if not values:
-        return None
-    return Table(
+    return _backbone_table(
+        rs, profile, rs.datasets(profile), lambda c: _classifier_value(c, metric),
         key=f"classifier_{metric}",
         title=f"{METRICS[metric][0]} of the fine-tuned classifier (max softmax probability as confidence)",
-        metric=metric, rows=backbones, row_labels={b: backbone_label(b) for b in backbones},
-        columns=columns, group_labels={"": ""}, values=values,
-        higher_is_better=METRICS[metric][1], show_rank=False, row_header="Backbone",
-        profile=profile,
+        metric=metric, higher_is_better=METRICS[metric][1],
     )
 
 
