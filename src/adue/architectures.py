@@ -458,6 +458,12 @@ def classifier_head(model: nn.Module) -> ClassifierHead:
             activation="tanh" if act is None else _activation_name(act),
             dropout=_dropout_p(getattr(model, "dropout", None)),
         )
+    if getattr(unwrap_model(model), "config", None) is None:
+        raise TypeError(
+            "The 'head' must be an nn.Linear, an adue.heads.ClassifierHead, a module with "
+            "'dense' and 'out_proj' Linear layers or a Hugging Face *ForSequenceClassification. "
+            f"Got {type(model).__name__} instead."
+        )
     base, layout = _arch(model)
     head = _copy_model_head(base, layout)
     if layout.kind == "two_layer":
