@@ -289,7 +289,8 @@ def _load_checkpoint(folder: Path, trust_remote_code: bool) -> tuple[Any, Any, l
 
     if not _weight_files(folder):
         raise ValueError(
-            f"{folder} has a config.json but no weights (model.safetensors or shards)."
+            f"{folder} has a config.json but no weights (model.safetensors or shards; from "
+            "the hub adue takes safetensors weights only, never pickled .bin files)."
         )
     try:
         config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
