@@ -169,7 +169,7 @@ def _folder_format(folder: Path) -> str:
             "(config.json + weights + tokenizer), a PEFT adapter folder (adapter_config.json) "
             "or an adue run folder."
         )
-    if rf.is_complete(folder) or (folder / rf.DATASET).is_file():
+    if rf.is_complete(folder) or ((folder / rf.DATASET).is_file() and (folder / rf.ADAPTER).is_dir()):
         return "run"
     if (folder / _ADAPTER_CONFIG).is_file():
         return "adapter"
