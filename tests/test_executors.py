@@ -166,18 +166,25 @@ def test_ray_tasks_match_local_and_killed_cell_is_redone(tmp_path, worker_env, l
 
 # ------------------------------------------------------------------ the Slurm job array
 _SBATCH = """#!/bin/sh
-cp "$1" "{copy}"
-echo "Submitted batch job 4242"
+n=$(cat "{dir}/next-id" 2>/dev/null || echo 4242)
+echo $((n + 1)) > "{dir}/next-id"
+cp "$1" "{dir}/sbatch-$n.sh"
+echo "Submitted batch job $n"
+"""
+_SQUEUE = """#!/bin/sh
+echo 4242_1
+echo 4242_2
+echo 99_3
 """
 
 
 def test_slurm_job_array_script(tmp_path, monkeypatch, capsys):
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    copy = tmp_path / "sbatch-script.sh"
-    (bindir / "sbatch").write_text(_SBATCH.format(copy=copy), encoding="utf-8")
+    (bindir / "sbatch").write_text(_SBATCH.format(dir=tmp_path), encoding="utf-8")
     (bindir / "srun").write_text("#!/bin/sh\nexit 1\n", encoding="utf-8")  # never run here
-    for tool in ("sbatch", "srun"):
+    (bindir / "squeue").write_text("#!/bin/sh\n", encoding="utf-8")  # nothing in the queue
+    for tool in ("sbatch", "srun", "squeue"):
         (bindir / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     res = tmp_path / "res"
@@ -193,9 +200,9 @@ def test_slurm_job_array_script(tmp_path, monkeypatch, capsys):
     )
     assert main(["grid", str(cfg), "--executor", "slurm", "--max-parallel", "2"]) == 0
     err = capsys.readouterr().err
-    assert "submitted 3 cell(s) as Slurm job array 4242 (0 of 3 finished before" in err, err
+    assert "submitted 3 cell(s) to Slurm as job array 4242 (0 of 3 finished before" in err, err
     assert "squeue -j 4242" in err and f"adue grid {cfg} --dry-run" in err
-    script = copy.read_text(encoding="utf-8")
+    script = (tmp_path / "sbatch-4242.sh").read_text(encoding="utf-8")
     logs = res / ".slurm"
     for line in (
         "#SBATCH --array=0-2%2", "#SBATCH --partition=gpu", "#SBATCH --time=150",
@@ -214,6 +221,14 @@ def test_slurm_job_array_script(tmp_path, monkeypatch, capsys):
             delayed = pickle.load(fh)  # written by this test's own submission
         task = delayed.args[0]
         assert task.label() == label and task.threads == 6 and task.grid.results_dir == res
+    # run again while cells 1 and 2 are pending (squeue): only cell 0 is submitted again
+    (bindir / "squeue").write_text(_SQUEUE, encoding="utf-8")
+    assert main(["grid", str(cfg), "--executor", "slurm"]) == 0
+    err = capsys.readouterr().err
+    assert "submitted 1 cell(s) to Slurm as job 4243" in err, err
+    assert "2 cell(s) still queued or running in job array(s) 4242: not submitted again" in err
+    assert [e["cell"] for e in _read_json(logs / "4243_cells.json")] == [LABELS[0]]
+    assert "--array" not in (tmp_path / "sbatch-4243.sh").read_text(encoding="utf-8")
 
 
 # ------------------------------------------------------------------ validation

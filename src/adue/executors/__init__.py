@@ -88,7 +88,7 @@ def execute_grid(
 
     if not tasks:
         return summarise(total, tasks, skipped, t0)
-    sub = submit_slurm(grid, executor, tasks, cluster=slurm_cluster)
+    sub = submit_slurm(grid, executor, tasks, cluster=slurm_cluster)  # skips queued cells
     sub.skipped, sub.total = skipped, total
     if not wait:
         return sub

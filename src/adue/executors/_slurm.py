@@ -8,9 +8,11 @@ resources of ``[executor.slurm]``; submitit keeps its pickles and each task's lo
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,7 @@ class SlurmSubmission:
     skipped: list[str] = field(default_factory=list)
     total: int = 0
     stamps: dict[str, Any] = field(default_factory=dict)  # cell JSONs as they were before
+    queued: dict[str, str] = field(default_factory=dict)  # cell -> job of an earlier array
 
     def cells_file(self) -> Path:
         return self.log_dir / f"{self.array_id}_cells.json"
@@ -88,10 +91,54 @@ def make_executor(grid: GridConfig, executor: ExecutorConfig, n_cells: int,
     return ex
 
 
+def queued_cells(log_dir: Path) -> dict[str, str]:
+    """Cells of earlier arrays (``<log_dir>/*_cells.json``) still pending or running, by
+    ``squeue``: {cell label: job id}. Empty if there is no squeue or it fails (with a warning)."""
+    index = {}
+    for f in sorted(log_dir.glob("*_cells.json")):
+        try:
+            index.update({e["job_id"]: e["cell"] for e in json.loads(f.read_text("utf-8"))})
+        except (OSError, ValueError, KeyError, TypeError):
+            logger.warning("cannot read %s; its jobs are not checked", f)
+    if not index or shutil.which("squeue") is None:
+        return {}
+    cmd = ["squeue", "-h", "-r", "-o", "%i", "-u", getpass.getuser()]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        logger.warning("squeue failed (%s): cells of earlier arrays may be submitted twice", exc)
+        return {}
+    live = set(out.stdout.split())
+    return {cell: job for job, cell in index.items() if job in live}
+
+
 def submit_slurm(grid: GridConfig, executor: ExecutorConfig, tasks: list[CellTask], *,
                  cluster: str = "slurm") -> SlurmSubmission:
-    """Submit ``tasks`` as one job array; writes ``<log_dir>/<array>_cells.json`` (index ->
+    """Submit the ``tasks`` not pending or running in an earlier array as one job array
+    (those are watched, not submitted again); writes ``<log_dir>/<array>_cells.json`` (job id,
     cell, JSON path) so that each array task's log can be matched to its cell."""
+    submitit = require_submitit(cluster)
+    log_dir = slurm_log_dir(grid, executor)
+    queued = queued_cells(log_dir) if cluster == "slurm" else {}
+    old = [t for t in tasks if t.label() in queued]
+    tasks = [t for t in tasks if t.label() not in queued]
+    for t in old:
+        logger.warning("%s: still queued or running as job %s; not submitted again", t.label(),
+                       queued[t.label()])
+    if not tasks:
+        sub = SlurmSubmission("", [], [], log_dir)
+    else:
+        sub = _submit_array(grid, executor, tasks, cluster)
+    sub.queued = {t.label(): queued[t.label()] for t in old}
+    for t in old:  # watched like the new ones by --wait
+        sub.jobs.append(submitit.SlurmJob(folder=log_dir / "%j", job_id=queued[t.label()]))
+        sub.tasks.append(t)
+        sub.stamps[t.label()] = _stamp(t.path)
+    return sub
+
+
+def _submit_array(grid: GridConfig, executor: ExecutorConfig, tasks: list[CellTask],
+                  cluster: str) -> SlurmSubmission:
     ex = make_executor(grid, executor, len(tasks), cluster)
     stamps = {task.label(): _stamp(task.path) for task in tasks}
     with ex.batch():

@@ -35,16 +35,28 @@ def executor_from_args(grid: Any, args: argparse.Namespace) -> ExecutorConfig:
 
 def print_submission(sub: Any, config: str) -> None:
     """How to follow a job array submitted without --wait (CLI output, on stderr)."""
-    first = sub.jobs[0]
-    log = first.paths.stdout
-    lines = [
-        f"submitted {len(sub.jobs)} cell(s) as Slurm job array {sub.array_id} "
-        f"({len(sub.skipped)} of {sub.total} finished before, not submitted)",
-        f"  follow:   squeue -j {sub.array_id}    "
-        f"sacct -j {sub.array_id} --format=JobID,State,Elapsed",
-        f"  logs:     {log}  (one per cell; cells by job id in {sub.cells_file()})",
+    lines = []
+    if sub.array_id:
+        n_new = len(sub.jobs) - len(sub.queued)
+        kind = "job array" if n_new > 1 else "job"
+        lines.append(
+            f"submitted {n_new} cell(s) to Slurm as {kind} {sub.array_id} "
+            f"({len(sub.skipped)} of {sub.total} finished before, not submitted)"
+        )
+    if sub.queued:
+        arrays = sorted({job.split("_")[0] for job in sub.queued.values()})
+        lines.append(f"{len(sub.queued)} cell(s) still queued or running in job array(s) "
+                     f"{', '.join(arrays)}: not submitted again")
+    ids = ",".join(sorted({str(j.job_id).split("_")[0] for j in sub.jobs}))
+    if ids:
+        lines += [
+            f"  follow:   squeue -j {ids}    sacct -j {ids} --format=JobID,State,Elapsed",
+            f"  logs:     {sub.log_dir}/<job id>/<job id>_0_log.out  (cells by job id in "
+            f"{sub.log_dir}/<array>_cells.json)",
+        ]
+    lines += [
         f"  progress: adue grid {config} --dry-run",
-        f"  then:     adue grid {config} --executor slurm   (after the array has ended: "
-        "retries failed cells, submits nothing finished)",
+        f"  then:     adue grid {config} --executor slurm   (retries failed cells; submits "
+        "nothing finished, queued or running)",
     ]
     print("\n".join(lines), file=sys.stderr)
