@@ -266,6 +266,27 @@ def test_executor_defaults_and_cli_override(tmp_path):
         cfg.replace(max_parallel=-1)
 
 
+def test_ray_request_larger_than_the_cluster(caplog):
+    from adue.executors._ray import _check_fits
+
+    class Cluster:  # what ray.cluster_resources() says of a 2-CPU machine without a GPU
+        @staticmethod
+        def cluster_resources():
+            return {"CPU": 2.0, "memory": 1e9}
+
+    cfg = parse_executor_config({"name": "ray", "ray": {"num_cpus": 2}}, "g.toml")
+    _check_fits(Cluster, cfg, 0.0, local=True)  # fits
+    with pytest.raises(ValueError, match=r"'num_gpus' parameter of \[executor.ray\] must be at "
+                                         r"most 0 on this machine's Ray cluster. Got 1 instead"):
+        _check_fits(Cluster, cfg, 1.0, local=True)
+    big = parse_executor_config({"name": "ray", "ray": {"num_cpus": 4}}, "g.toml")
+    with pytest.raises(ValueError, match=r"'num_cpus' .* must be at most 2 .* Got 4 instead"):
+        _check_fits(Cluster, big, 0.0, local=True)
+    _check_fits(Cluster, big, 1.0, local=False)  # a cluster of its own may grow: a warning
+    assert "num_cpus=4 but the Ray cluster has 2" in caplog.text
+    assert "num_gpus=1 but the Ray cluster has 0" in caplog.text
+
+
 def test_missing_extra_names_the_install_command(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     monkeypatch.setitem(sys.modules, "submitit", None)

@@ -31,19 +31,37 @@ def require_ray() -> Any:
     return ray
 
 
-def _connect(ray: Any, executor: ExecutorConfig) -> bool:
-    """Connect to the configured cluster or start a local one; True if this call started Ray."""
+def _connect(ray: Any, executor: ExecutorConfig) -> tuple[bool, bool]:
+    """Connect to the configured cluster or start a local one: (this call started Ray, the
+    cluster is a local one started for the grid)."""
     if ray.is_initialized():
-        return False
+        return False, False
     o = executor.ray
     address = o.address or os.environ.get("RAY_ADDRESS") or None
     if address:
         logger.info("connecting to the Ray cluster at %s", address)
         ray.init(address=address)
-    else:
-        logger.info("starting a local Ray cluster for the grid")
-        ray.init(num_cpus=o.local_num_cpus, num_gpus=o.local_num_gpus, include_dashboard=False)
-    return True
+        return True, False
+    logger.info("starting a local Ray cluster for the grid")
+    ray.init(num_cpus=o.local_num_cpus, num_gpus=o.local_num_gpus, include_dashboard=False)
+    return True, True
+
+
+def _check_fits(ray: Any, executor: ExecutorConfig, num_gpus: float, local: bool) -> None:
+    """A cell asking for more than the cluster has would wait forever: an error on the local
+    cluster, a warning on a cluster of its own (its autoscaler may add nodes)."""
+    have = ray.cluster_resources()
+    for key, want in (("num_cpus", executor.ray.num_cpus), ("num_gpus", num_gpus)):
+        total = have.get("CPU" if key == "num_cpus" else "GPU", 0)
+        if want <= total:
+            continue
+        if local:
+            raise ValueError(
+                f"The '{key}' parameter of [executor.ray] must be at most {total:g} on this "
+                f"machine's Ray cluster. Got {want:g} instead."
+            )
+        logger.warning("each cell asks for %s=%g but the Ray cluster has %g: cells wait until "
+                       "the cluster provides it", key, want, total)
 
 
 def _num_gpus(ray: Any, executor: ExecutorConfig) -> float:
@@ -59,9 +77,10 @@ def run_ray(executor: ExecutorConfig, tasks: list[CellTask], *,
     A task whose worker died (or raised) gets a failed cell JSON; the next run redoes it.
     """
     ray = require_ray()
-    started = _connect(ray, executor)
+    started, local = _connect(ray, executor)
     try:
         num_gpus = _num_gpus(ray, executor)
+        _check_fits(ray, executor, num_gpus, local)
         remote = ray.remote(run_task).options(
             num_cpus=executor.ray.num_cpus, num_gpus=num_gpus,
             max_retries=executor.ray.max_retries, name="adue-cell",
