@@ -14,6 +14,9 @@ The grid is described by a TOML file (read with :mod:`tomllib`)::
     [overrides]                    # optional RunConfig fields for every cell
     max_train = 2000
 
+    [executor]                     # optional: where cells run (see adue.executors)
+    name = "local"                 # local | slurm | ray
+
 Each cell is one :func:`adue.runner.run_cell`; its JSON is written atomically at the end, so a
 grid killed at any moment (even SIGKILL) loses at most the cell in flight. Running the grid
 again skips finished cells (complete JSON with the same resolved config and all variants) and
@@ -41,13 +44,16 @@ else:  # pragma: no cover
 from adue.runner import cell_is_finished, cell_path, find_data_dir, run_cell
 from adue.variants import list_variants, resolve_variants
 
-__all__ = ["GridConfig", "GridCell", "load_grid_config", "grid_cells", "run_grid", "GridSummary"]
+__all__ = [
+    "GridConfig", "GridCell", "load_grid_config", "grid_cells", "run_grid", "GridSummary",
+    "PlannedCell", "plan_cells", "run_one_cell",
+]
 
 logger = logging.getLogger(__name__)
 
 _KEYS = {
     "profile", "datasets", "backbones", "seeds", "results_dir", "runs_dir", "data_dir",
-    "methods", "overrides", "adue_search",
+    "methods", "overrides", "adue_search", "executor",
 }
 
 
@@ -66,6 +72,7 @@ class GridConfig:
     overrides: dict[str, Any] = field(default_factory=dict)
     adue_search: Any = None
     source: str = "<dict>"
+    executor: Any = None  # adue.executors.ExecutorConfig (the [executor] table)
 
     @property
     def n_cells(self) -> int:
@@ -93,6 +100,7 @@ class GridSummary:
     completed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cell_seconds: float = 0.0  # sum of the cells' own times (read from their JSONs)
 
 
 def _valid_names() -> dict[str, list[str]]:
@@ -181,7 +189,14 @@ def parse_grid_config(raw: dict, source: str = "<dict>", *, validate_names: bool
         overrides=dict(overrides),
         adue_search=raw.get("adue_search"),
         source=source,
+        executor=_parse_executor(raw.get("executor"), source),
     )
+
+
+def _parse_executor(raw: Any, source: str) -> Any:
+    from adue.executors import parse_executor_config
+
+    return parse_executor_config(raw, source)
 
 
 def load_grid_config(path: str | os.PathLike, **updates: Any) -> GridConfig:
@@ -295,11 +310,7 @@ def run_grid(
                         _cell.label(), name)
             emit("stage", _cell, _index, stage=name)
 
-        record = run_cell(
-            cfg, grid.results_dir, runs_dir=grid.runs_dir, data_dir=data_dir,
-            methods=grid.methods, adue_search=grid.adue_search, progress=progress,
-            on_stage=on_stage, raise_on_error=False, replace_stale_run=True,
-        )
+        record = run_one_cell(grid, cfg, data_dir, progress=progress, on_stage=on_stage)
         done += 1
         if record["status"] == "complete":
             summary.completed.append(cell.label())
@@ -309,3 +320,38 @@ def run_grid(
         emit("cell_end", cell, index, status=record["status"])
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    """A cell of a grid with its resolved config, its JSON path and whether it is finished."""
+
+    cell: GridCell
+    config: Any
+    path: Path
+    finished: bool
+
+
+def plan_cells(grid: GridConfig) -> list[PlannedCell]:
+    """Every cell of ``grid`` in run order, resolved (a bad override raises before any work)."""
+    variant_names = list(grid.methods) if grid.methods else list_variants()
+    out = []
+    for cell in grid_cells(grid):
+        cfg = _resolve(grid, cell)
+        path = cell_path(grid.results_dir, grid.profile, cell.backbone, cell.dataset, cell.seed)
+        config = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+        out.append(PlannedCell(cell, cfg, path, cell_is_finished(path, config, variant_names)))
+    return out
+
+
+def run_one_cell(
+    grid: GridConfig, cfg: Any, data_dir: str | None, *, progress: bool = False,
+    on_stage: Callable[[str], None] | None = None,
+) -> dict:
+    """Run one resolved cell of ``grid`` as the grid does: a failure is recorded in its JSON
+    (not raised) and a run folder holding another config is moved aside. Returns the record."""
+    return run_cell(
+        cfg, grid.results_dir, runs_dir=grid.runs_dir, data_dir=data_dir,
+        methods=grid.methods, adue_search=grid.adue_search, progress=progress,
+        on_stage=on_stage, raise_on_error=False, replace_stale_run=True,
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from adue.executors.cli import add_executor_options
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
@@ -22,12 +24,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="DIR", help="replace the file's data_dir")
     p.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
     p.add_argument("--progress", action="store_true", help="show per-epoch progress bars")
+    add_executor_options(p)
     p.set_defaults(func=_run)
     return p
 
 
 def _run(args: argparse.Namespace) -> int:
-    from adue.grid import _resolve, grid_cells, load_grid_config, run_grid
+    from adue.executors import execute_grid
+    from adue.executors.cli import executor_from_args, print_submission
+    from adue.grid import GridSummary, _resolve, grid_cells, load_grid_config
     from adue.runner import cell_is_finished, cell_path
     from adue.variants import list_variants
 
@@ -35,6 +40,7 @@ def _run(args: argparse.Namespace) -> int:
         args.config, results_dir=args.results, runs_dir=args.runs_dir, data_dir=args.data_dir
     )
     cells = grid_cells(grid)
+    executor = executor_from_args(grid, args)
     if args.dry_run:
         names = list(grid.methods) if grid.methods else list_variants()
         for i, cell in enumerate(cells, 1):
@@ -45,12 +51,17 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{i:3d}/{len(cells)} {cell.label():32s} {state:9s} {path}")
         return 0
     print(f"grid {grid.source}: {len(cells)} cells (profile {grid.profile}), results in "
-          f"{grid.results_dir}, runs in {grid.runs_dir}", file=sys.stderr)
-    summary = run_grid(grid, progress=args.progress)
+          f"{grid.results_dir}, runs in {grid.runs_dir}, executor {executor.name}",
+          file=sys.stderr)
+    summary = execute_grid(grid, executor, wait=args.wait, progress=args.progress)
+    if not isinstance(summary, GridSummary):  # slurm without --wait: submitted, not finished
+        print_submission(summary, args.config)
+        return 0
     print(
         f"grid done in {summary.seconds:.0f} s: {len(summary.completed)} completed, "
         f"{len(summary.skipped)} already finished, {len(summary.failed)} failed"
-        + (f" ({', '.join(summary.failed)})" if summary.failed else ""),
+        + (f" ({', '.join(summary.failed)})" if summary.failed else "")
+        + (f"; the cells took {summary.cell_seconds:.0f} s together" if summary.cell_seconds else ""),
         file=sys.stderr,
     )
     return 1 if summary.failed else 0
