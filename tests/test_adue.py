@@ -652,3 +652,23 @@ def test_head_arch_of_random_linear_is_sigmoid(small):
     _, train, _ = small
     m = AdUE(init="random_linear", epochs=0).fit(train)
     assert m._arch == HeadArch(6, 1, None, "tanh", True, "sigmoid")
+
+
+def test_absurd_learning_rate_is_warned_and_never_selected(small):
+    lin, train, val = small
+    grid = dict(lr=[1e6, 1e-2], epochs=[2], alpha=[0.1], beta=[0.1])
+    with pytest.warns(UserWarning, match=r"1 config\(s\) gave non-finite or constant scores on "
+                      r"the validation split: \{'lr': 1000000.0, 'epochs': 2.*\(constant\)"):
+        m = AdUE(head=lin, search=grid).fit(train, val)
+    assert m.best_params_["lr"] == 1e-2
+    assert math.isnan(m.search_results_[0]["roc_auc"]) and not math.isnan(m.search_results_[1]["roc_auc"])
+    assert np.ptp(m.uncertainty(val)) > 0
+    with pytest.warns(UserWarning, match="on a cross-validation fold: .*'lr': 1000000.0"):
+        cv = AdUE(head=lin, search=grid, search_cv=3).fit(train)
+    assert cv.best_params_["lr"] == 1e-2
+    # A single config: the trained head itself is reported.
+    with pytest.warns(UserWarning, match=r"on the training rows \(the trained head\): .*1000000.0"):
+        AdUE(head=lin, lr=1e6, epochs=2).fit(train, val)
+    with pytest.raises(RuntimeError, match="non-finite or constant validation scores"):
+        with pytest.warns(UserWarning):
+            AdUE(head=lin, search=dict(lr=[1e6, 1e7], epochs=[2])).fit(train, val)

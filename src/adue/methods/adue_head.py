@@ -26,7 +26,6 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
@@ -45,6 +44,7 @@ from adue.methods._adue_train import (
 )
 from adue.methods._smoothmax import adue_score_parts, softmax_response
 from adue.methods.base import UncertaintyMethod
+from adue.metrics import roc_auc
 
 __all__ = ["AdUE", "PAPER_GRID", "LOSSES", "INITS"]
 
@@ -77,10 +77,38 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.require(a, requirements="W"))
 
 
-def _roc_auc(errors: np.ndarray, scores: np.ndarray) -> float:
+def _score_problem(scores: np.ndarray) -> str | None:
+    """Why scores cannot rank rows ("non-finite", "constant"), or None when they can."""
     if not np.all(np.isfinite(scores)):
+        return "non-finite"
+    if scores.size and scores.max() == scores.min():
+        return "constant"
+    return None
+
+
+def _roc_auc(errors: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC (:func:`adue.metrics.roc_auc`); NaN for non-finite or constant scores, so
+    such a config is never selected."""
+    if _score_problem(scores) is not None:
         return math.nan
-    return float(roc_auc_score(errors, scores))
+    return roc_auc(scores, errors)
+
+
+def _warn_bad_configs(problems: dict[int, str], configs: list[TrainConfig], where: str) -> None:
+    """One warning naming the configs whose scores were non-finite or constant on ``where``."""
+    if not problems:
+        return
+    shown = "; ".join(
+        f"{configs[i].as_dict()} ({why})" for i, why in sorted(problems.items())[:5]
+    )
+    more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+    msg = (
+        f"AdUE: {len(problems)} config(s) gave non-finite or constant scores on {where}: "
+        f"{shown}{more}. They are never selected (a learning rate this large diverges; "
+        "lower 'lr')."
+    )
+    logger.warning(msg)
+    warnings.warn(msg, UserWarning, stacklevel=4)
 
 
 def _degenerate(errors: np.ndarray) -> str | None:
@@ -137,12 +165,16 @@ class _Selector:
         self.z, self.errors, self.arch, self.lam = z, errors, arch, lam
         self.keep_weights, self.keep_all = keep_weights, keep_all
         self.auc: dict[int, float] = {}
+        self.problems: dict[int, str] = {}
         self.weights: dict[int, dict[str, torch.Tensor]] = {}
         self.best = -math.inf
 
     def __call__(self, indices: list[int], params: dict[str, torch.Tensor]) -> None:
         u = stack_uncertainty(params, self.arch, self.z, lam=self.lam).cpu().numpy()
         for j, i in enumerate(indices):
+            why = _score_problem(u[j])
+            if why is not None:
+                self.problems[i] = why
             auc = _roc_auc(self.errors, u[j])
             self.auc[i] = auc
             if not math.isnan(auc):
@@ -376,8 +408,7 @@ class AdUE(UncertaintyMethod):
         return init, HeadArch.of(init, output)
 
     # ------------------------------------------------------------------- fit
-    def fit(self, train: Features, val: Features | None = None) -> AdUE:
-        """Train the head on ``train`` (and select its config on ``val`` or by CV); returns self."""
+    def _check_fit_inputs(self, train: Features, val: Features | None) -> torch.device:
         device = self._validate_params()
         train = self._check_features(train, "train")
         if val is not None:
@@ -389,29 +420,34 @@ class AdUE(UncertaintyMethod):
                 )
         if self._engine not in ("batched", "sequential"):
             raise ValueError(f"Unknown AdUE engine {self._engine!r}.")
-        init, arch = self._initial_head(train)
+        return device
+
+    def _warn_setup(self, train: Features, arch: HeadArch) -> None:
         lo = 1.0 / train.num_classes + math.log(train.num_classes) / self.lam
         if arch.output == "smoothmax" and lo >= 1.0:
             warnings.warn(
                 f"lam={self.lam} is so small that U = 1 - SmoothMax <= 1 - {lo:.3g} < 0 for every "
                 f"input with {train.num_classes} classes; the paper uses lam=100.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        e_train = train.errors()
-        why = _degenerate(e_train)
+        why = _degenerate(train.errors())
         if why is not None:
             warnings.warn(
                 f"The training split {why}: the AdUE head is trained on a constant target.",
                 NoErrorsWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
+
+    def fit(self, train: Features, val: Features | None = None) -> AdUE:
+        """Train the head on ``train`` (and select its config on ``val`` or by CV); returns self."""
+        device = self._check_fit_inputs(train, val)
+        init, arch = self._initial_head(train)
+        self._warn_setup(train, arch)
         z = _tensor(train.z).to(device)
-        e_t = torch.from_numpy(e_train.astype(np.float32)).to(device)
+        e_t = torch.from_numpy(train.errors().astype(np.float32)).to(device)
         usr = softmax_response(_tensor(train.logits).double()).float().to(device)
-        default = self._ablate(
-            TrainConfig(float(self.lr), int(self.epochs), float(self.alpha), float(self.beta))
-        )
+        default = self._ablate(self._default_config())
         grid = self._grid()
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # refitting: drop the previous fit's attributes first
@@ -432,21 +468,37 @@ class AdUE(UncertaintyMethod):
             max(len(grid or ()), 1),
             chosen.as_dict(),
         )
+        self._check_trained(params, arch, z, chosen)
         self.best_params_ = chosen.as_dict()
         self.search_results_ = self._results
         self.search_fallback_ = self._fallback_msg
-        head = build_head(arch, params, init)
-        if arch.output == "sigmoid":
-            lin = nn.utils.skip_init(nn.Linear, arch.in_features, 1)
-            with torch.no_grad():
-                lin.weight.copy_(head.out_proj.weight)
-                lin.bias.copy_(head.out_proj.bias)
-            head = lin.eval()
-        self.head_ = head
+        self.head_ = self._final_head(arch, params, init)
         self._arch = arch
         self.n_features_in_ = train.dim
         self.n_classes_ = train.num_classes
         return self
+
+    def _default_config(self) -> TrainConfig:
+        return TrainConfig(float(self.lr), int(self.epochs), float(self.alpha), float(self.beta))
+
+    def _check_trained(self, params, arch: HeadArch, z: torch.Tensor, chosen: TrainConfig) -> None:
+        """Warn when the trained head's scores on the training rows cannot rank them."""
+        stacked = {k: v.unsqueeze(0).to(z.device) for k, v in params.items()}
+        u = stack_uncertainty(stacked, arch, z, lam=float(self.lam))[0].cpu().numpy()
+        why = _score_problem(u)
+        if why is not None:
+            _warn_bad_configs({0: why}, [chosen], "the training rows (the trained head)")
+
+    @staticmethod
+    def _final_head(arch: HeadArch, params, init: ClassifierHead) -> nn.Module:
+        head = build_head(arch, params, init)
+        if arch.output != "sigmoid":
+            return head
+        lin = nn.utils.skip_init(nn.Linear, arch.in_features, 1)
+        with torch.no_grad():
+            lin.weight.copy_(head.out_proj.weight)
+            lin.bias.copy_(head.out_proj.bias)
+        return lin.eval()
 
     # ------------------------------------------------------------- training
     def _run(self, init, arch, z, e_t, usr, configs, on_done) -> None:
@@ -530,10 +582,11 @@ class AdUE(UncertaintyMethod):
         self._results = [dict(c.as_dict(), roc_auc=a) for c, a in zip(grid, aucs, strict=True)]
         if self._keep_all:
             self._all_weights = sel.weights
+        _warn_bad_configs(sel.problems, grid, "the validation split")
         best = _select(aucs)
         if best < 0:
             raise RuntimeError(
-                "Every AdUE config produced non-finite validation scores; lower 'lr'."
+                "Every AdUE config produced non-finite or constant validation scores; lower 'lr'."
             )
         return grid[best], sel.weights[best]
 
@@ -555,6 +608,7 @@ class AdUE(UncertaintyMethod):
             )
         folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=int(self.seed))
         per_fold: list[list[float]] = []
+        problems: dict[int, str] = {}
         for tr, te in folds.split(np.zeros(e.size), e):
             tr_t = torch.from_numpy(tr).to(device)
             sel = _Selector(
@@ -562,6 +616,8 @@ class AdUE(UncertaintyMethod):
             )
             self._run(init, arch, z[tr_t], e_t[tr_t], usr[tr_t], grid, sel)
             per_fold.append([sel.auc[i] for i in range(len(grid))])
+            problems.update(sel.problems)
+        _warn_bad_configs(problems, grid, "a cross-validation fold")
         folds_arr = np.asarray(per_fold)  # (k, n_configs)
         means = [float(np.mean(folds_arr[:, i])) for i in range(len(grid))]
         self._results = [
@@ -571,7 +627,8 @@ class AdUE(UncertaintyMethod):
         best = _select(means)
         if best < 0:
             raise RuntimeError(
-                "Every AdUE config produced non-finite cross-validation scores; lower 'lr'."
+                "Every AdUE config produced non-finite or constant cross-validation scores; "
+                "lower 'lr'."
             )
         return grid[best], self._train_one(init, arch, z, e_t, usr, grid[best])
 
