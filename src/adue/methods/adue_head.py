@@ -35,6 +35,7 @@ from adue.features import Features
 from adue.heads import ClassifierHead
 from adue.methods import register
 from adue.methods._adue_train import (
+    L2SP_MODES,
     HeadArch,
     TrainConfig,
     build_head,
@@ -58,17 +59,20 @@ PAPER_GRID: dict[str, tuple] = {
     "beta": (0.01, 0.1, 0.5, 1.0),
 }
 #: Loss ablations (paper Table 2): which of the alpha (reg) / beta (L2-SP) terms are on.
+#: ``"auto"`` (not in the paper) keeps both and lets the search pick the loss: it adds
+#: ``beta = 0`` to the grid and tries L2-SP as a sum and as a mean over parameters.
 LOSSES = {
     "full": (True, True),
     "bce": (False, False),
     "bce_l2sp": (False, True),
     "bce_reg": (True, False),
+    "auto": (True, True),
 }
 INITS = ("classifier", "random_classifier", "random_linear")
 #: Validation ROC-AUCs closer than this to the best count as ties; the first config in grid
 #: order among them wins (so float32 rounding cannot flip the choice).
 SELECTION_TOL = 1e-6
-_GRID_KEYS = ("lr", "epochs", "alpha", "beta")
+_GRID_KEYS = ("lr", "epochs", "alpha", "beta", "l2sp")
 _SCORE_ROWS = 8192
 
 
@@ -212,18 +216,24 @@ class AdUE(UncertaintyMethod):
         Adam peak learning rate (one-cycle schedule), epochs, weight of the softmax-response
         regulariser, weight of L2-SP. Used as given when ``search=None`` and as the documented
         fallback config when a search cannot run.
+    l2sp : {"sum", "mean"}
+        L2-SP as ``sum_j (theta_j - theta_init,j)^2`` over the head's parameters (paper) or as
+        their mean (divided by the parameter count, so its pull does not grow with C x d).
     batch_size : int
         Rows per Adam step (paper: 128).
-    loss : {"full", "bce", "bce_l2sp", "bce_reg"}
+    loss : {"full", "bce", "bce_l2sp", "bce_reg", "auto"}
         Loss ablation (paper Table 2): terms switched off have their weight forced to 0.
+        ``"auto"`` (beyond the paper): the search also tries ``beta = 0`` and, for every
+        ``beta > 0``, both ``l2sp`` modes, so it chooses among the loss variants on validation
+        (paper grid: 3 x 3 x 4 x (1 + 4 x 2) = 324 configs).
     init : {"classifier", "random_classifier", "random_linear"}
         Start from the trained head, from a seeded fresh head of the same architecture, or from
         one seeded ``Linear(d, 1)`` with ``U = sigmoid(w.z + b)`` (no SmoothMax). L2-SP anchors
         on the starting point.
     search : None, "paper" or dict
-        ``None``: train the single config ``(lr, epochs, alpha, beta)``. ``"paper"``: the paper's
-        144-config grid (:data:`PAPER_GRID`). A dict with keys among ``lr, epochs, alpha, beta``
-        (lists) is a user grid; missing keys take the scalar parameter. The config with the
+        ``None``: train the single config ``(lr, epochs, alpha, beta, l2sp)``. ``"paper"``: the
+        paper's 144-config grid (:data:`PAPER_GRID`). A dict with keys among ``lr, epochs,
+        alpha, beta, l2sp`` (lists) is a user grid; missing keys take the scalar parameter. The config with the
         best validation ROC-AUC wins (ties within 1e-6: first in grid order). All configs are
         trained together in one batched run.
     search_cv : int or None
@@ -240,7 +250,8 @@ class AdUE(UncertaintyMethod):
     head_ : ClassifierHead or nn.Linear
         The trained head (``nn.Linear(d, 1)`` for ``init="random_linear"``), on CPU, eval mode.
     best_params_ : dict
-        ``lr, epochs, alpha, beta`` of the trained head (after the loss ablation's zeroing).
+        ``lr, epochs, alpha, beta, l2sp`` of the trained head (after the loss ablation's
+        zeroing; ``l2sp`` is ``"sum"`` whenever ``beta = 0``).
     search_results_ : list of dict
         One dict per config tried, with its params and ``roc_auc`` (validation, or the mean
         over folds with ``fold_roc_auc``); for ``search=None`` the single config with its
@@ -263,6 +274,7 @@ class AdUE(UncertaintyMethod):
         epochs: int = 10,
         alpha: float = 0.1,
         beta: float = 0.1,
+        l2sp: str = "sum",
         batch_size: int = 128,
         loss: str = "full",
         init: str = "classifier",
@@ -277,6 +289,7 @@ class AdUE(UncertaintyMethod):
         self.epochs = epochs
         self.alpha = alpha
         self.beta = beta
+        self.l2sp = l2sp
         self.batch_size = batch_size
         self.loss = loss
         self.init = init
@@ -297,6 +310,7 @@ class AdUE(UncertaintyMethod):
         check_number("epochs", owner, self.epochs, low=0, integer=True)
         check_number("alpha", owner, self.alpha, low=0.0)
         check_number("beta", owner, self.beta, low=0.0)
+        check_in("l2sp", owner, self.l2sp, L2SP_MODES)
         check_number("batch_size", owner, self.batch_size, low=1, integer=True)
         check_in("loss", owner, self.loss, tuple(LOSSES))
         check_in("init", owner, self.init, INITS)
@@ -331,48 +345,54 @@ class AdUE(UncertaintyMethod):
         """The search's configs in grid order (ablation zeroing applied, duplicates dropped)."""
         if self.search is None:
             return None
-        owner = "AdUE"
-        if isinstance(self.search, str):
-            check_in("search", owner, self.search, ("paper",))
-            grid = {k: list(v) for k, v in PAPER_GRID.items()}
-        elif isinstance(self.search, dict):
-            unknown = [k for k in self.search if k not in _GRID_KEYS]
-            if unknown:
-                raise param_error(
-                    "search", owner, f"a dict with keys among {list(_GRID_KEYS)}", unknown
-                )
-            grid = {}
-            for k in _GRID_KEYS:
-                vals = self.search.get(k, getattr(self, k))
-                vals = list(vals) if isinstance(vals, (list, tuple, np.ndarray)) else [vals]
-                if not vals:
-                    raise param_error("search", owner, f"a non-empty list for {k!r}", vals)
-                vals = [v.item() if isinstance(v, np.generic) else v for v in vals]
-                for v in vals:
-                    if k == "epochs":
-                        check_number(f"search['{k}']", owner, v, low=0, integer=True)
-                    elif k == "lr":
-                        check_number(f"search['{k}']", owner, v, low=0.0, low_inclusive=False)
-                    else:
-                        check_number(f"search['{k}']", owner, v, low=0.0)
-                grid[k] = vals
-        else:
-            raise param_error("search", owner, "None, 'paper' or a dict of lists", self.search)
+        grid = self._grid_values()
+        if self.loss == "auto":
+            grid["beta"] = [0.0] + [b for b in grid["beta"] if b != 0]
+            grid["l2sp"] = list(dict.fromkeys([*grid["l2sp"], *L2SP_MODES]))
         out: list[TrainConfig] = []
         seen = set()
-        for lr, ep, a, b in itertools.product(
-            grid["lr"], grid["epochs"], grid["alpha"], grid["beta"]
-        ):
-            cfg = self._ablate(TrainConfig(float(lr), int(ep), float(a), float(b)))
+        for lr, ep, a, b, mode in itertools.product(*(grid[k] for k in _GRID_KEYS)):
+            cfg = self._ablate(TrainConfig(float(lr), int(ep), float(a), float(b), mode))
             if cfg not in seen:
                 seen.add(cfg)
                 out.append(cfg)
         return out
 
+    def _grid_values(self) -> dict[str, list]:
+        """Value lists per grid key from ``search`` (missing keys: the scalar parameter)."""
+        owner = "AdUE"
+        if isinstance(self.search, str):
+            check_in("search", owner, self.search, ("paper",))
+            return {k: list(PAPER_GRID.get(k, [getattr(self, k)])) for k in _GRID_KEYS}
+        if not isinstance(self.search, dict):
+            raise param_error("search", owner, "None, 'paper' or a dict of lists", self.search)
+        unknown = [k for k in self.search if k not in _GRID_KEYS]
+        if unknown:
+            raise param_error("search", owner, f"a dict with keys among {list(_GRID_KEYS)}", unknown)
+        grid = {}
+        for k in _GRID_KEYS:
+            vals = self.search.get(k, getattr(self, k))
+            vals = list(vals) if isinstance(vals, (list, tuple, np.ndarray)) else [vals]
+            if not vals:
+                raise param_error("search", owner, f"a non-empty list for {k!r}", vals)
+            vals = [v.item() if isinstance(v, np.generic) else v for v in vals]
+            for v in vals:
+                if k == "l2sp":
+                    check_in(f"search['{k}']", owner, v, L2SP_MODES)
+                elif k == "epochs":
+                    check_number(f"search['{k}']", owner, v, low=0, integer=True)
+                elif k == "lr":
+                    check_number(f"search['{k}']", owner, v, low=0.0, low_inclusive=False)
+                else:
+                    check_number(f"search['{k}']", owner, v, low=0.0)
+            grid[k] = vals
+        return grid
+
     def _ablate(self, cfg: TrainConfig) -> TrainConfig:
         use_alpha, use_beta = LOSSES[self.loss]
+        beta = cfg.beta if use_beta else 0.0
         return TrainConfig(
-            cfg.lr, cfg.epochs, cfg.alpha if use_alpha else 0.0, cfg.beta if use_beta else 0.0
+            cfg.lr, cfg.epochs, cfg.alpha if use_alpha else 0.0, beta, cfg.l2sp if beta else "sum"
         )
 
     def _initial_head(self, train: Features) -> tuple[ClassifierHead, HeadArch]:
@@ -479,7 +499,9 @@ class AdUE(UncertaintyMethod):
         return self
 
     def _default_config(self) -> TrainConfig:
-        return TrainConfig(float(self.lr), int(self.epochs), float(self.alpha), float(self.beta))
+        return TrainConfig(
+            float(self.lr), int(self.epochs), float(self.alpha), float(self.beta), self.l2sp
+        )
 
     def _check_trained(self, params, arch: HeadArch, z: torch.Tensor, chosen: TrainConfig) -> None:
         """Warn when the trained head's scores on the training rows cannot rank them."""
