@@ -7,7 +7,9 @@ wrong, with
     U   = 1 - SmoothMax(softmax(head(z))),   SmoothMax(p) = (1/lam) log sum_i exp(lam p_i)
     L   = BCE(U, e) + alpha * mean((U - U_SR)^2) + beta * sum ||theta - theta_init||^2
 
-(``U_SR = 1 - max softmax`` of the original logits). Differences from the paper's code, all
+(``U_SR = 1 - max softmax`` of the original logits; ``l2sp="mean"`` divides the L2-SP sum by
+the number of head parameters, and ``loss="auto"`` searches over the loss variants, beyond the
+paper). Differences from the paper's code, all
 documented in :mod:`adue.methods._smoothmax` and :mod:`adue.methods._adue_train`:
 
 - the BCE is computed on ``U`` in log space instead of on ``clamp(U, eps, 1 - eps)``, so a
