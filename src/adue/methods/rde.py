@@ -70,7 +70,14 @@ import numpy as np
 from adue._validation import check_in, check_number, param_error
 from adue.features import Features
 from adue.methods import register
-from adue.methods._covariance import check_bool, prepare_z, row_blocks, symmetric_eigh
+from adue.methods._covariance import (
+    FeatureMapMixin,
+    RowMap,
+    check_bool,
+    prepare_z,
+    row_blocks,
+    symmetric_eigh,
+)
 from adue.methods.base import UncertaintyMethod
 
 __all__ = ["RobustDensityEstimation", "rbf_kernel"]
@@ -115,12 +122,12 @@ class _NystroemMap:
     kernel_mean: np.ndarray  # (m,), mean over training rows of k_c(x, L)
     projection: np.ndarray  # (m, k)
     gamma: float
-    normalize: bool  # L2-normalise rows of z first
+    row_map: RowMap  # applied to raw z first (SN map, L2 normalisation)
 
     def transform(self, z: np.ndarray) -> np.ndarray:
         """Projections of the rows of raw ``z`` (n, d), (n, k) float64, block by block."""
         out = np.empty((z.shape[0], self.projection.shape[1]), dtype=np.float64)
-        for start, block in row_blocks(z, self.normalize, _BLOCK_ROWS):
+        for start, block in row_blocks(z, self.row_map, _BLOCK_ROWS):
             kb = _center_rows(rbf_kernel(block, self.landmarks, self.gamma), self.landmark_mean)
             kb -= self.kernel_mean
             out[start : start + kb.shape[0]] = kb @ self.projection
@@ -128,7 +135,7 @@ class _NystroemMap:
 
 
 @register("rde")
-class RobustDensityEstimation(UncertaintyMethod):
+class RobustDensityEstimation(FeatureMapMixin, UncertaintyMethod):
     """RBF kernel PCA + Minimum Covariance Determinant distance (Yoo et al., 2022).
 
     Parameters
@@ -136,7 +143,7 @@ class RobustDensityEstimation(UncertaintyMethod):
     n_components : int, default 256
         Kernel PCA components ``k``; must be below the number of rows the MCD is fitted on.
     gamma : float or None, default None
-        RBF coefficient; ``None`` = ``1 / d``.
+        RBF coefficient; ``None`` = ``1 / h`` (``h``: width of the mapped rows).
     kernel_approx : {"auto", "exact", "nystroem"}, default "auto"
         Exact ``KernelPCA`` or the Nystroem approximation; ``"auto"`` = exact up to
         ``approx_threshold`` training rows.
@@ -149,7 +156,12 @@ class RobustDensityEstimation(UncertaintyMethod):
     strict_mcd : bool, default False
         Also treat ``RuntimeWarning`` from ``MinCovDet`` as a failure that triggers the retry.
     l2_normalize : bool, default False
-        Divide each ``z`` by its Euclidean norm first.
+        Divide each (mapped) row by its Euclidean norm first.
+    feature_map : {"z", "sn"}, default "z"
+        ``"sn"``: ``act(dense_sn(z))``, the two-layer head's dense layer with its trained
+        weight divided by its spectral norm (paper, Appendix B.1); needs ``head``.
+    head : classification head or None
+        The fine-tuned two-layer head, for ``feature_map="sn"``.
     random_state : int or None, default 0
         Seed for the landmarks, the MCD subsample, ``KernelPCA`` and ``MinCovDet``.
 
@@ -165,6 +177,7 @@ class RobustDensityEstimation(UncertaintyMethod):
     support_fraction_ : None, 0.9 or 1.0, the support fraction of ``mcd_``
     mcd_attempts_ : list of dicts ``{"support_fraction", "error"}`` for failed attempts
     mcd_n_samples_ : int, rows the MCD was fitted on
+    sn_weight_, sn_bias_, sn_activation_, spectral_norm_ : the SN map (None for ``"z"``)
     n_features_in_, n_classes_ : int
     """
 
@@ -180,6 +193,8 @@ class RobustDensityEstimation(UncertaintyMethod):
         strict_mcd: bool = False,
         l2_normalize: bool = False,
         random_state: int | None = 0,
+        feature_map: str = "z",
+        head: Any = None,
     ) -> None:
         self.n_components = n_components
         self.gamma = gamma
@@ -190,6 +205,8 @@ class RobustDensityEstimation(UncertaintyMethod):
         self.strict_mcd = strict_mcd
         self.l2_normalize = l2_normalize
         self.random_state = random_state
+        self.feature_map = feature_map
+        self.head = head
 
     # ------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -207,7 +224,7 @@ class RobustDensityEstimation(UncertaintyMethod):
         if self.mcd_max_samples is not None:
             check_number("mcd_max_samples", owner, self.mcd_max_samples, low=2, integer=True)
         check_bool("strict_mcd", owner, self.strict_mcd)
-        check_bool("l2_normalize", owner, self.l2_normalize)
+        self._validate_feature_map()
         rs = self.random_state
         if rs is not None and (isinstance(rs, bool) or not isinstance(rs, Integral) or rs < 0):
             raise param_error("random_state", owner, "a non-negative int or None", rs)
@@ -235,7 +252,9 @@ class RobustDensityEstimation(UncertaintyMethod):
                 "k components needs more than k rows)",
                 self.n_components,
             )
-        gamma = 1.0 / train.dim if self.gamma is None else float(self.gamma)
+        row_map = self._fit_feature_map(train.dim)
+        width = train.dim if row_map.weight is None else row_map.weight.shape[0]
+        gamma = 1.0 / width if self.gamma is None else float(self.gamma)
         path = self.kernel_approx
         if path == "auto":
             path = "exact" if n <= self.approx_threshold else "nystroem"
@@ -253,11 +272,11 @@ class RobustDensityEstimation(UncertaintyMethod):
                 n_components=self.n_components, kernel="rbf", gamma=gamma,
                 random_state=self.random_state,
             )
-            proj = kpca.fit_transform(prepare_z(train.z, self.l2_normalize))
+            proj = kpca.fit_transform(prepare_z(train.z, row_map))
             proj_mcd = proj if mcd_rows is None else proj[mcd_rows]
             del proj
         else:
-            nystroem = self._fit_nystroem(train.z, gamma, rng)
+            nystroem = self._fit_nystroem(train.z, gamma, rng, row_map)
             proj_mcd = nystroem.transform(train.z if mcd_rows is None else train.z[mcd_rows])
         k = proj_mcd.shape[1]
         if k < self.n_components:
@@ -280,13 +299,12 @@ class RobustDensityEstimation(UncertaintyMethod):
         return self
 
     def _fit_nystroem(
-        self, z: np.ndarray, gamma: float, rng: np.random.RandomState
+        self, z: np.ndarray, gamma: float, rng: np.random.RandomState, row_map: RowMap
     ) -> _NystroemMap:
-        """Fit the Nystroem map + PCA on raw ``z`` (n, d), read block by block."""
-        normalize = bool(self.l2_normalize)
+        """Fit the Nystroem map + PCA on raw ``z`` (n, d) mapped by ``row_map``, block by block."""
         n = z.shape[0]
         m = min(self.n_landmarks, n)
-        landmarks = prepare_z(z[np.sort(rng.permutation(n)[:m])], normalize)
+        landmarks = prepare_z(z[np.sort(rng.permutation(n)[:m])], row_map)
         k_ll = rbf_kernel(landmarks, landmarks, gamma)
         landmark_mean = k_ll.mean(axis=0)
         s, u = symmetric_eigh(_center_rows(k_ll, landmark_mean))
@@ -302,7 +320,7 @@ class RobustDensityEstimation(UncertaintyMethod):
         shift = None
         total = np.zeros(m)
         gram = np.zeros((m, m))
-        for _, block in row_blocks(z, normalize, _BLOCK_ROWS):
+        for _, block in row_blocks(z, row_map, _BLOCK_ROWS):
             kb = _center_rows(rbf_kernel(block, landmarks, gamma), landmark_mean)
             if shift is None:
                 shift = kb.mean(axis=0)
@@ -316,7 +334,7 @@ class RobustDensityEstimation(UncertaintyMethod):
         k = min(self.n_components, int(np.count_nonzero(lam > _NYSTROEM_RCOND * lam[-1])))
         top = vec[:, ::-1][:, :k]
         return _NystroemMap(
-            landmarks, landmark_mean, mean_shifted + shift, feature_map @ top, gamma, normalize
+            landmarks, landmark_mean, mean_shifted + shift, feature_map @ top, gamma, row_map
         )
 
     def _fit_mcd(self, x: np.ndarray) -> tuple[Any, float | None, list[dict[str, Any]]]:
@@ -371,7 +389,7 @@ class RobustDensityEstimation(UncertaintyMethod):
         self._check_width(features, self.n_features_in_, self.n_classes_)
         if self.kernel_approx_ == "nystroem":
             return self.nystroem_.transform(features.z)
-        blocks = row_blocks(features.z, bool(self.l2_normalize), _BLOCK_ROWS)
+        blocks = row_blocks(features.z, self._row_map(), _BLOCK_ROWS)
         return np.concatenate([self.kpca_.transform(block) for _, block in blocks])
 
     def uncertainty(self, features: Features) -> np.ndarray:
