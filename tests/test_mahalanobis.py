@@ -213,10 +213,13 @@ def test_blockwise_statistics_equal_numpy(normalize, monkeypatch):
 
 
 # ----------------------------------------------------------------- exact formula references
-def _exact_md_rmd(train: Features, test: Features, inverse=np.linalg.inv):
+def _exact_md_rmd(train: Features, test: Features, inverse=np.linalg.inv, z=None, x=None):
     """MD and RMD straight from the paper's formulas, numpy only, float64 (an independent
-    implementation: explicit means, covariances divided by n, ``inverse`` of each)."""
-    z, x, y = train.z.astype(np.float64), test.z.astype(np.float64), train.labels
+    implementation: explicit means, covariances divided by n, ``inverse`` of each); ``z``, ``x``
+    replace the train / test rows (float64 arrays) when given."""
+    z = train.z.astype(np.float64) if z is None else z
+    x = test.z.astype(np.float64) if x is None else x
+    y = train.labels
     mus = np.stack([z[y == c].mean(axis=0) for c in range(train.num_classes)])
     centred = z - mus[y]
     p = inverse(centred.T @ centred / len(z))
@@ -316,3 +319,124 @@ def test_one_row_per_class_is_a_clear_error():
     train = Features(np.repeat(z, 2, axis=0), np.zeros((6, 3)), np.repeat([0, 1, 2], 2))
     with pytest.raises(ValueError, match="within-class covariance is zero: every training row equals the mean of its class"):
         get_method("md").fit(train)
+
+
+# ------------------------------------------------------------ spectral-normalised feature map
+#: Dense weight (4, 3) with singular values 4, 2, 1 (a scaled permutation): spectral norm 4.
+DENSE_W = np.array([[0.0, 4.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+DENSE_B = np.array([0.125, -0.25, 0.375, 0.0625])  # exact in float32
+
+
+def _two_layer_head(activation="tanh"):
+    import torch
+
+    from adue.heads import ClassifierHead
+
+    head = ClassifierHead(3, 2, hidden_features=4, activation=activation)
+    with torch.no_grad():
+        head.dense.weight.copy_(torch.tensor(DENSE_W))
+        head.dense.bias.copy_(torch.tensor(DENSE_B))
+    return head
+
+
+def _sn_by_hand(z, l2=False):
+    """tanh((W / 4) z + b), the known answer, then L2 normalisation when asked."""
+    x = np.tanh(np.asarray(z, np.float64) @ (DENSE_W / 4.0).T + DENSE_B)
+    return l2_normalize(x) if l2 else x
+
+
+def test_spectral_norm_power_iteration_equals_torch_matrix_norm():
+    import torch
+
+    from adue.methods._covariance import spectral_norm
+
+    assert spectral_norm(DENSE_W) == pytest.approx(4.0, rel=1e-12)
+    rng = np.random.default_rng(11)
+    for shape in ((64, 32), (384, 384), (10, 300)):  # Gaussian: close top singular values
+        w = rng.standard_normal(shape)
+        expected = float(torch.linalg.matrix_norm(torch.tensor(w), ord=2))
+        assert spectral_norm(w) == pytest.approx(expected, rel=1e-10)
+    with pytest.raises(ValueError, match="weight is zero"):
+        spectral_norm(np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("activation", ["tanh", "gelu", "relu", "identity"])
+def test_sn_row_map_equals_the_torch_head_with_normalised_weight(activation):
+    import torch
+
+    from adue.methods._covariance import sn_row_map
+
+    head = _two_layer_head(activation)
+    row_map, sigma = sn_row_map(head)
+    assert sigma == pytest.approx(4.0, rel=1e-12)
+    np.testing.assert_allclose(row_map.weight, DENSE_W / 4.0, rtol=1e-12)
+    z = np.random.default_rng(12).standard_normal((20, 3)) * 3
+    with torch.no_grad():
+        dense = torch.nn.functional.linear(torch.tensor(z), torch.tensor(DENSE_W / 4.0), torch.tensor(DENSE_B))
+        expected = head.act(dense).numpy()
+    np.testing.assert_allclose(row_map(z), expected, rtol=1e-12, atol=1e-14)
+    if activation == "tanh":
+        np.testing.assert_allclose(row_map(z), _sn_by_hand(z), rtol=1e-12)
+
+
+@pytest.mark.parametrize("l2", [False, True])
+def test_sn_feature_map_equals_methods_on_hand_mapped_features(l2):
+    """md/rmd with feature_map='sn' = the plain method on tanh((W/4) z + b) computed by hand;
+    the fitted state alone (plain arrays) scores, without the head."""
+    train, test = _split(300, 3, 2, seed=13), _split(80, 3, 2, seed=14)
+    # the zero 4th row of W makes a constant feature: pinv drops it, as MD / RMD do
+    refs = _exact_md_rmd(train, test, np.linalg.pinv, _sn_by_hand(train.z, l2), _sn_by_hand(test.z, l2))
+    for name, ref in zip(("md", "rmd"), refs, strict=True):
+        sn = get_method(name, feature_map="sn", head=_two_layer_head(), l2_normalize=l2).fit(train)
+        assert sn.spectral_norm_ == pytest.approx(4.0) and sn.sn_activation_ == "tanh"
+        assert isinstance(sn.sn_weight_, np.ndarray) and sn.sn_weight_.shape == (4, 3)
+        assert sn.means_.shape == (2, 4)
+        np.testing.assert_allclose(sn.uncertainty(test), ref, rtol=1e-8, atol=1e-8)
+        sn.head = None  # scoring needs only the fitted arrays
+        np.testing.assert_allclose(sn.uncertainty(test), ref, rtol=1e-8, atol=1e-8)
+    plain = get_method("md").fit(train)
+    assert plain.sn_weight_ is None and plain.spectral_norm_ is None
+
+
+def test_sn_feature_map_refuses_a_single_linear_head_and_says_why():
+    import torch
+
+    from adue.heads import ClassifierHead
+    from adue.methods._covariance import sn_unavailable_reason
+
+    train = _split(50, 3, 2, seed=15)
+    linear = torch.nn.Linear(3, 2)
+    for head in (linear, ClassifierHead(3, 2)):
+        reason = sn_unavailable_reason(head)
+        assert "single Linear layer" in reason
+        for name in ("md", "rmd", "rde"):
+            with pytest.raises(ValueError, match="must be a two-layer classification head when "
+                               "feature_map='sn'.*single Linear layer"):
+                get_method(name, feature_map="sn", head=head).fit(train)
+    assert "must be an nn.Linear" in sn_unavailable_reason(torch.nn.ReLU())
+    assert sn_unavailable_reason(_two_layer_head()) is None
+    with pytest.raises(ValueError, match="dense layer takes features of width 3; the training "
+                       "features have width 5"):
+        get_method("md", feature_map="sn", head=_two_layer_head()).fit(_split(50, 5, 2, seed=16))
+
+
+def test_sn_variants_apply_only_to_two_layer_heads():
+    import torch
+
+    from adue.variants import SN_ROWS, VARIANTS, get_variant, unavailable_reason
+
+    assert SN_ROWS == ("md_sn", "rmd_sn", "rde_sn", "md_sn_l2", "rmd_sn_l2", "rde_sn_l2")
+    train, test = _split(120, 3, 2, seed=17), _split(40, 3, 2, seed=18)
+    for name in SN_ROWS:
+        v = get_variant(name)
+        assert v.needs_head and v.params["feature_map"] == "sn"
+        assert v.params["l2_normalize"] is name.endswith("_l2")
+        assert "single Linear layer" in unavailable_reason(v, torch.nn.Linear(3, 2))
+        assert unavailable_reason(v, _two_layer_head()) is None
+        params = dict(v.params, head=_two_layer_head())
+        if v.method == "rde":
+            params.update(n_components=4, random_state=0)
+        u = get_method(v.method, **params).fit(train).uncertainty(test)
+        assert u.shape == (40,) and np.all(np.isfinite(u))
+    assert unavailable_reason(VARIANTS["md"], torch.nn.Linear(3, 2)) is None
+    assert not VARIANTS["md"].needs_head

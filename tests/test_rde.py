@@ -195,3 +195,32 @@ def test_bad_parameters(params, name):
     kwargs = {"n_components": 4, **params}
     with pytest.raises(ValueError, match=f"The '{name}' parameter of RobustDensityEstimation must be"):
         get_method("rde", **kwargs).fit(_split(100, 6, seed=16))
+
+
+def test_sn_feature_map_equals_rde_on_hand_mapped_features():
+    """feature_map='sn' = RDE on tanh((W / sigma) z + b) by hand; gamma defaults to 1 / h."""
+    import torch
+
+    from adue.heads import ClassifierHead
+
+    w = np.array([[0.0, 4.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, -1.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    sigma = float(torch.linalg.matrix_norm(torch.tensor(w), ord=2))
+    b = np.array([0.125, -0.25, 0.375, 0.0625, 0.0])  # exact in float32
+    head = ClassifierHead(3, 2, hidden_features=5, activation="tanh")
+    with torch.no_grad():
+        head.dense.weight.copy_(torch.tensor(w))
+        head.dense.bias.copy_(torch.tensor(b))
+    train, test = _split(200, 3, seed=5), _split(50, 3, seed=6)
+
+    def mapped(f):
+        return Features(np.tanh(f.z @ (w / sigma).T + b), f.logits, f.labels)
+
+    for l2 in (False, True):
+        sn = get_method("rde", n_components=6, feature_map="sn", head=head, l2_normalize=l2).fit(train)
+        ref = get_method("rde", n_components=6, l2_normalize=l2).fit(mapped(train))
+        assert sn.gamma_ == pytest.approx(1 / 5) == ref.gamma_
+        assert sn.spectral_norm_ == pytest.approx(sigma, rel=1e-10)
+        np.testing.assert_allclose(sn.uncertainty(test), ref.uncertainty(mapped(test)), rtol=1e-6, atol=1e-9)
+        nys = get_method("rde", n_components=6, kernel_approx="nystroem", n_landmarks=200,
+                         feature_map="sn", head=head, l2_normalize=l2).fit(train)
+        np.testing.assert_allclose(nys.uncertainty(test), sn.uncertainty(test), rtol=1e-5)
