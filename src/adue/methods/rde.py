@@ -7,11 +7,17 @@ training projections, and the score is the robust squared Mahalanobis distance::
     phi(z) = kernel-PCA projection of z, (k,)
     U(z)   = (phi(z) - m)^T S^{-1} (phi(z) - m)          (m, S: reweighted MCD location, covariance)
 
-Higher = farther from the bulk of the training data = more likely wrong.
+Higher = farther from the bulk of the training data = more likely wrong. ``z`` may first be
+mapped by the head's spectral-normalised dense layer (``feature_map="sn"``) and/or
+L2-normalised (:class:`adue.methods._covariance.RowMap`).
+
+The fitted state is plain arrays (saveable without pickle): both kernel paths are stored as
+``phi(x) = (k_c(x, L) - kernel_mean_) @ projection_`` with ``L = landmarks_``, and the MCD as
+its location and precision.
 
 Kernel map
 ----------
-``kernel_approx="exact"`` is scikit-learn ``KernelPCA(kernel="rbf")``: it builds the n x n
+``kernel_approx="exact"`` is scikit-learn ``KernelPCA`` on the RBF kernel: it builds the n x n
 training kernel (8 n^2 bytes: 0.2 GB at 5k rows, 23 GB at 54k) and a dense eigensolver
 (O(n^3)), so it only fits small splits. ``"nystroem"`` approximates it in O(n m d + n m^2)
 time and O(m^2 + block * m) memory: ``m`` landmark rows ``L`` drawn at random (seeded) give the
@@ -170,11 +176,16 @@ class RobustDensityEstimation(FeatureMapMixin, UncertaintyMethod):
     kernel_approx_ : "exact" or "nystroem", the path used
     gamma_ : float
     n_components_ : int, components actually used
-    kpca_ : fitted ``KernelPCA`` (exact path) or None
-    nystroem_ : the fitted Nystroem map (Nystroem path) or None: ``landmarks`` (m, d),
-        ``projection`` (m, k), ``transform(z)`` for raw ``z``
-    mcd_ : fitted ``MinCovDet``
-    support_fraction_ : None, 0.9 or 1.0, the support fraction of ``mcd_``
+    landmarks_ : (m, h) float64, the (mapped) rows the kernel is evaluated against: every
+        training row on the exact path, the landmarks on the Nystroem path
+    landmark_kernel_mean_ : (m,) float64, ``mean_i k(l_i, l)`` (kernel centring)
+    kernel_mean_ : (m,) float64, mean centred kernel row of the training split (0 on the exact path)
+    projection_ : (m, k) float64: ``phi(x) = (k_c(x, L) - kernel_mean_) @ projection_``; on
+        the exact path ``KernelPCA``'s eigenvectors divided by the square roots of their eigenvalues
+    mcd_location_ : (k,), mcd_covariance_ : (k, k), mcd_precision_ : (k, k) float64, the
+        reweighted MCD estimate (``MinCovDet``'s ``location_``, ``covariance_``, ``precision_``)
+    mcd_support_ : (mcd_n_samples_,) bool, the MCD's support
+    support_fraction_ : None, 0.9 or 1.0, the support fraction of the MCD
     mcd_attempts_ : list of dicts ``{"support_fraction", "error"}`` for failed attempts
     mcd_n_samples_ : int, rows the MCD was fitted on
     sn_weight_, sn_bias_, sn_activation_, spectral_norm_ : the SN map (None for ``"z"``)
@@ -264,20 +275,7 @@ class RobustDensityEstimation(FeatureMapMixin, UncertaintyMethod):
                 "are undefined."
             )
 
-        kpca = nystroem = None
-        if path == "exact":
-            from sklearn.decomposition import KernelPCA
-
-            kpca = KernelPCA(
-                n_components=self.n_components, kernel="rbf", gamma=gamma,
-                random_state=self.random_state,
-            )
-            proj = kpca.fit_transform(prepare_z(train.z, row_map))
-            proj_mcd = proj if mcd_rows is None else proj[mcd_rows]
-            del proj
-        else:
-            nystroem = self._fit_nystroem(train.z, gamma, rng, row_map)
-            proj_mcd = nystroem.transform(train.z if mcd_rows is None else train.z[mcd_rows])
+        kernel_map, proj_mcd = self._fit_kernel_map(train.z, path, gamma, rng, row_map, mcd_rows)
         k = proj_mcd.shape[1]
         if k < self.n_components:
             logger.warning(
@@ -285,18 +283,53 @@ class RobustDensityEstimation(FeatureMapMixin, UncertaintyMethod):
                 owner, k, self.n_components, k,
             )
         mcd, fraction, attempts = self._fit_mcd(proj_mcd)
-        self.kpca_ = kpca
-        self.nystroem_ = nystroem
+        self.landmarks_ = kernel_map.landmarks
+        self.landmark_kernel_mean_ = kernel_map.landmark_mean
+        self.kernel_mean_ = kernel_map.kernel_mean
+        self.projection_ = kernel_map.projection
         self.gamma_ = gamma
         self.kernel_approx_ = path
         self.n_components_ = int(k)
         self.mcd_n_samples_ = int(proj_mcd.shape[0])
-        self.mcd_ = mcd
+        self.mcd_location_ = np.asarray(mcd.location_, dtype=np.float64)
+        self.mcd_covariance_ = np.asarray(mcd.covariance_, dtype=np.float64)
+        self.mcd_precision_ = np.asarray(mcd.precision_, dtype=np.float64)
+        self.mcd_support_ = np.asarray(mcd.support_, dtype=bool)
         self.support_fraction_ = fraction
         self.mcd_attempts_ = attempts
         self.n_features_in_ = train.dim
         self.n_classes_ = train.num_classes
         return self
+
+    def _fit_kernel_map(
+        self, z: np.ndarray, path: str, gamma: float, rng: np.random.RandomState,
+        row_map: RowMap, mcd_rows: np.ndarray | None,
+    ) -> tuple[_NystroemMap, np.ndarray]:
+        """The kernel map and the projections of the MCD rows, (n_mcd, k).
+
+        Exact path: scikit-learn ``KernelPCA`` on the precomputed n x n RBF kernel; its
+        transform of new rows, ``K_c(x, X) @ eigenvectors_ / sqrt(eigenvalues_)`` with
+        ``KernelCenterer``'s centring, is the same map as the Nystroem one with every
+        training row as a landmark, so both are stored as the same arrays.
+        """
+        if path == "nystroem":
+            kernel_map = self._fit_nystroem(z, gamma, rng, row_map)
+            return kernel_map, kernel_map.transform(z if mcd_rows is None else z[mcd_rows])
+        from sklearn.decomposition import KernelPCA
+
+        x = prepare_z(z, row_map)
+        kernel = rbf_kernel(x, x, gamma)
+        landmark_mean = kernel.mean(axis=0)  # before KernelPCA centres ``kernel`` in place
+        kpca = KernelPCA(n_components=self.n_components, kernel="precomputed",
+                         random_state=self.random_state)
+        proj = kpca.fit_transform(kernel)
+        del kernel
+        lam = kpca.eigenvalues_
+        scale = np.zeros_like(lam)
+        scale[lam > 0] = 1.0 / np.sqrt(lam[lam > 0])
+        kernel_map = _NystroemMap(x, landmark_mean, np.zeros(x.shape[0]),
+                                  kpca.eigenvectors_ * scale, gamma, row_map)
+        return kernel_map, proj if mcd_rows is None else proj[mcd_rows]
 
     def _fit_nystroem(
         self, z: np.ndarray, gamma: float, rng: np.random.RandomState, row_map: RowMap
@@ -387,12 +420,14 @@ class RobustDensityEstimation(FeatureMapMixin, UncertaintyMethod):
         self._check_is_fitted()
         features = self._check_features(features)
         self._check_width(features, self.n_features_in_, self.n_classes_)
-        if self.kernel_approx_ == "nystroem":
-            return self.nystroem_.transform(features.z)
-        blocks = row_blocks(features.z, self._row_map(), _BLOCK_ROWS)
-        return np.concatenate([self.kpca_.transform(block) for _, block in blocks])
+        kernel_map = _NystroemMap(
+            self.landmarks_, self.landmark_kernel_mean_, self.kernel_mean_, self.projection_,
+            self.gamma_, self._row_map(),
+        )
+        return kernel_map.transform(features.z)
 
     def uncertainty(self, features: Features) -> np.ndarray:
-        """Robust squared Mahalanobis distance ``mcd_.mahalanobis(phi(z))``, (n,) float64."""
+        """Robust squared Mahalanobis distance ``(phi - location)^T P (phi - location)``, (n,) float64."""
         proj = self.transform(features)  # checks fitted and width first
-        return np.asarray(self.mcd_.mahalanobis(proj), dtype=np.float64)
+        proj -= self.mcd_location_
+        return np.einsum("nk,nk->n", proj @ self.mcd_precision_, proj)
