@@ -307,10 +307,10 @@ class RobustDensityEstimation(FeatureMapMixin, UncertaintyMethod):
     ) -> tuple[_NystroemMap, np.ndarray]:
         """The kernel map and the projections of the MCD rows, (n_mcd, k).
 
-        Exact path: scikit-learn ``KernelPCA`` on the precomputed n x n RBF kernel; its
-        transform of new rows, ``K_c(x, X) @ eigenvectors_ / sqrt(eigenvalues_)`` with
-        ``KernelCenterer``'s centring, is the same map as the Nystroem one with every
-        training row as a landmark, so both are stored as the same arrays.
+        Exact path: scikit-learn ``KernelPCA(kernel="rbf")``; its transform of new rows,
+        ``K_c(x, X) @ eigenvectors_ / sqrt(eigenvalues_)`` with ``KernelCenterer``'s centring
+        (``K_fit_rows_``: the training kernel's column means), is the same map as the Nystroem
+        one with every training row as a landmark, so both are stored as the same arrays.
         """
         if path == "nystroem":
             kernel_map = self._fit_nystroem(z, gamma, rng, row_map)
@@ -318,15 +318,13 @@ class RobustDensityEstimation(FeatureMapMixin, UncertaintyMethod):
         from sklearn.decomposition import KernelPCA
 
         x = prepare_z(z, row_map)
-        kernel = rbf_kernel(x, x, gamma)
-        landmark_mean = kernel.mean(axis=0)  # before KernelPCA centres ``kernel`` in place
-        kpca = KernelPCA(n_components=self.n_components, kernel="precomputed",
+        kpca = KernelPCA(n_components=self.n_components, kernel="rbf", gamma=gamma,
                          random_state=self.random_state)
-        proj = kpca.fit_transform(kernel)
-        del kernel
+        proj = kpca.fit_transform(x)
         lam = kpca.eigenvalues_
         scale = np.zeros_like(lam)
-        scale[lam > 0] = 1.0 / np.sqrt(lam[lam > 0])
+        scale[lam != 0] = 1.0 / np.sqrt(lam[lam != 0])  # as KernelPCA.transform
+        landmark_mean = np.asarray(kpca._centerer.K_fit_rows_, dtype=np.float64)
         kernel_map = _NystroemMap(x, landmark_mean, np.zeros(x.shape[0]),
                                   kpca.eigenvectors_ * scale, gamma, row_map)
         return kernel_map, proj if mcd_rows is None else proj[mcd_rows]
