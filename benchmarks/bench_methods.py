@@ -16,6 +16,7 @@ Usage::
     .venv/bin/python benchmarks/bench_methods.py            # full run (several minutes)
     .venv/bin/python benchmarks/bench_methods.py --quick    # smaller sizes (about a minute)
     .venv/bin/python benchmarks/bench_methods.py --no-head-search
+    .venv/bin/python benchmarks/bench_methods.py --sections md --features RUN_DIR  # MD/RMD only
 
 Data (``make_synthetic``): two Gaussian classes with means of norm 2, a 32-dimensional
 low-rank within-class structure plus isotropic noise (std 0.4); a "hard" subpopulation
@@ -184,22 +185,168 @@ def _head_search_section(quick: bool) -> str:
     return _table(keys, [[r.get(k) for k in keys] for r in rows])
 
 
+def _rde_section(args, data: dict, test_path: str, tmp: Path, exact_n: int,
+                 rde_sizes: tuple[int, ...]) -> None:
+    """RDE rows: exact kernel PCA vs Nystroem at each size, plus seed-1 repeats."""
+    exact_fits = {exact_n}  # above this the n x n kernel and its O(n^3) eigh do not fit
+    rde_rows = []
+    results = {}
+    for n in rde_sizes:
+        for path in ("exact", "nystroem"):
+            base = {"method": "rde", "data": data[n], "test": test_path,
+                    "params": {"kernel_approx": path}}
+            if path == "exact" and n not in exact_fits:
+                gb = 8 * n * n / 1e9
+                why = (f"skipped: the n x n kernel alone is {gb:.1f} GB and the dense eigh is "
+                       f"O(n^3), about {(n / exact_n) ** 3:.0f}x the {exact_n}-row time")
+                if args.quick:
+                    why = "skipped in --quick"
+                rde_rows.append([f"rde {path}", n, None, None, None, None, None, None, None, why])
+                continue
+            spec = dict(base, scores=str(tmp / f"rde_{path}_{n}.npy"))
+            r = _run_child(spec, args.timeout)
+            results[(path, n)] = r
+            rde_rows.append([f"rde {path}", n, r["fit_s"], r["score_s"], r["total_s"], None,
+                             r["peak_rss_mib"], r["peak_rss_mib"] - r["rss_before_mib"],
+                             r["roc_auc"], f"MCD on {r['mcd_rows']} rows, support "
+                             f"fraction {r['support_fraction']}"])
+    # Seed-to-seed variability of each path at the exact size (MCD subsets; landmarks),
+    # the yardstick for the exact-vs-Nystroem difference.
+    for path in ("exact", "nystroem"):
+        spec = {"method": "rde", "data": data[exact_n], "test": test_path,
+                "params": {"kernel_approx": path, "random_state": 1},
+                "scores": str(tmp / f"rde_{path}_{exact_n}_seed1.npy")}
+        r = _run_child(spec, args.timeout)
+        results[(path + "-seed1", exact_n)] = r
+        rde_rows.append([f"rde {path}, random_state=1", exact_n, r["fit_s"], r["score_s"],
+                         r["total_s"], None, r["peak_rss_mib"],
+                         r["peak_rss_mib"] - r["rss_before_mib"], r["roc_auc"],
+                         f"MCD on {r['mcd_rows']} rows, support fraction {r['support_fraction']}"])
+    base_t = results[("exact", exact_n)]["total_s"]
+    for row in rde_rows:
+        if row[4] is not None:
+            row[5] = f"{base_t / row[4]:.2f}x"
+    from scipy.stats import spearmanr
+
+    def scores(name):
+        return np.load(tmp / f"rde_{name}.npy")
+
+    def rho(a, b):
+        return spearmanr(scores(a), scores(b)).statistic
+
+    e, a = results[("exact", exact_n)], results[("nystroem", exact_n)]
+    e1, a1 = results[("exact-seed1", exact_n)], results[("nystroem-seed1", exact_n)]
+    print("## RDE: exact kernel PCA vs Nystroem (fit on n rows, score 5000 test rows)\n")
+    print(_table(["method", "n train", "fit s", "score s", "total s",
+                  f"speed vs exact@{exact_n}", "peak RSS MiB", "RSS growth MiB", "ROC-AUC",
+                  "notes"], rde_rows))
+    k = exact_n
+    print(f"\nAt n = {k}: ROC-AUC exact {e['roc_auc']:.4f}, Nystroem {a['roc_auc']:.4f}, "
+          f"difference {a['roc_auc'] - e['roc_auc']:+.4f} (seed 1: exact {e1['roc_auc']:.4f}, "
+          f"Nystroem {a1['roc_auc']:.4f}, difference {a1['roc_auc'] - e1['roc_auc']:+.4f}).")
+    print(f"Spearman correlation of the test scores: exact vs Nystroem "
+          f"{rho(f'exact_{k}', f'nystroem_{k}'):.3f}; exact seed 0 vs seed 1 "
+          f"{rho(f'exact_{k}', f'exact_{k}_seed1'):.3f}; Nystroem seed 0 vs seed 1 "
+          f"{rho(f'nystroem_{k}', f'nystroem_{k}_seed1'):.3f}.")
+    big = results.get(("nystroem", max(rde_sizes)))
+    if big is not None and not args.quick:
+        ok = big["total_s"] < 30 and big["peak_rss_mib"] * 2**20 < 2 * GIB
+        print(f"Target (54k rows in < 30 s and < 2 GiB): {big['total_s']:.1f} s, "
+              f"{big['peak_rss_mib'] / 1024:.2f} GiB peak -> {'met' if ok else 'NOT met'}.")
+
+
+def _md_section(args, data: dict, test_path: str, md_n: int) -> None:
+    """MD / RMD rows against the sklearn EmpiricalCovariance reference."""
+    md_rows = []
+    ref = _run_child({"method": "md-sklearn", "data": data[md_n], "test": test_path}, args.timeout)
+    md_rows.append(["md (sklearn EmpiricalCovariance reference)", md_n, None, None,
+                    ref["total_s"], "1.00x", ref["peak_rss_mib"],
+                    ref["peak_rss_mib"] - ref["rss_before_mib"], ref["roc_auc"]])
+    for name, params in (("md", {}), ("rmd", {}), ("md", {"l2_normalize": True}),
+                         ("rmd", {"l2_normalize": True})):
+        r = _run_child({"method": name, "params": params, "data": data[md_n], "test": test_path},
+                       args.timeout)
+        label = name + (" (l2)" if params else "")
+        md_rows.append([label, md_n, r["fit_s"], r["score_s"], r["total_s"],
+                        f"{ref['total_s'] / r['total_s']:.2f}x", r["peak_rss_mib"],
+                        r["peak_rss_mib"] - r["rss_before_mib"], r["roc_auc"]])
+    print(f"\n## MD / RMD (fit on {md_n} rows, score 5000 test rows)\n")
+    print(_table(["method", "n train", "fit s", "score s", "total s", "speed vs reference",
+                  "peak RSS MiB", "RSS growth MiB", "ROC-AUC"], md_rows))
+
+
+def _floored_inverse(cov: np.ndarray, eps: float) -> np.ndarray:
+    """The pre-fix regularisation: eigenvalues floored at ``eps`` x this covariance's largest."""
+    lam, vec = np.linalg.eigh((cov + cov.T) / 2.0)
+    return (vec / np.maximum(lam, eps * lam[-1])) @ vec.T
+
+
+def _md_rmd_formula(train, test, l2: bool, inverse) -> tuple[np.ndarray, np.ndarray]:
+    """MD and RMD from the paper's formulas (numpy, float64) with the given inverse."""
+    def prep(z):
+        z = np.asarray(z, dtype=np.float64)
+        return z / np.linalg.norm(z, axis=1, keepdims=True) if l2 else z
+
+    z, x, y = prep(train.z), prep(test.z), train.labels
+    mus = np.stack([z[y == c].mean(axis=0) for c in range(train.num_classes)])
+    p = inverse((z - mus[y]).T @ (z - mus[y]) / len(z))
+    p0 = inverse(np.cov(z.T, bias=True))
+    md = np.stack([np.einsum("nd,de,ne->n", x - m, p, x - m) for m in mus], axis=1).min(axis=1)
+    x0 = x - z.mean(axis=0)
+    return md, md - np.einsum("nd,de,ne->n", x0, p0, x0)
+
+
+def _real_features_section(run_dir: str) -> None:
+    """MD / RMD on a run folder's extracted features: adue vs the exact formula and the old floor."""
+    from scipy.stats import spearmanr
+
+    from adue.features import load_features
+    from adue.methods import get_method
+    from adue.metrics import roc_auc
+
+    train, test = load_features(run_dir, "train"), load_features(run_dir, "test")
+    errors = test.errors()
+    rows = []
+    for l2 in (False, True):
+        exact = _md_rmd_formula(train, test, l2, np.linalg.inv)
+        old = _md_rmd_formula(train, test, l2, lambda c: _floored_inverse(c, 1e-6))
+        for i, name in enumerate(("md", "rmd")):
+            u = get_method(name, l2_normalize=l2).fit(train).uncertainty(test)
+            rows.append([name + ("_l2" if l2 else ""), roc_auc(u, errors), roc_auc(exact[i], errors),
+                         roc_auc(old[i], errors), spearmanr(u, exact[i]).statistic,
+                         spearmanr(old[i], exact[i]).statistic])
+    print(f"## MD / RMD on real features ({run_dir}: {train.n} train rows, d = {train.dim}, "
+          f"{test.n} test rows, {int(errors.sum())} errors)\n")
+    print(_table(["variant", "adue ROC-AUC", "exact formula", "old floor (1e-6 x own max)",
+                  "Spearman adue vs exact", "Spearman old vs exact"],
+                 [[r[0], *(f"{v:.4f}" for v in r[1:])] for r in rows]))
+    print()
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller sizes (d = 256)")
     ap.add_argument("--no-head-search", action="store_true", help="skip the AdUE head-search rows")
+    ap.add_argument("--sections", default="rde,md,head-search",
+                    help="comma list of sections to run: rde, md, head-search (default: all)")
+    ap.add_argument("--features", metavar="RUN_DIR",
+                    help="also score MD / RMD on this run folder's extracted features against "
+                         "the exact formula and the old per-covariance floor")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per row")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(_child(json.loads(args.child))))
         return
+    sections = {x.strip() for x in args.sections.split(",") if x.strip()}
+    unknown = sections - {"rde", "md", "head-search"}
+    if unknown:
+        ap.error(f"unknown section(s) {sorted(unknown)}; choose from rde, md, head-search")
 
     d = 256 if args.quick else 768
     exact_n = 2000 if args.quick else 5000
     rde_sizes = (2000, 5000) if args.quick else (5000, 20000, 54000)
     md_n = 10000 if args.quick else 54000
-    exact_fits = {exact_n}  # above this the n x n kernel and its O(n^3) eigh do not fit
 
     import sklearn
     import threadpoolctl
@@ -212,101 +359,22 @@ def main(argv: list[str] | None = None) -> None:
         f"{os.getloadavg()[0]:.1f}; BLAS: {', '.join(blas)}"
     )
     print(f"synthetic data: d = {d}, 2 classes, test split {TEST_ROWS} rows\n")
+    if args.features:
+        _real_features_section(args.features)
 
     with tempfile.TemporaryDirectory(prefix="adue-bench-") as tmp:
         tmp = Path(tmp)
         test_path = _save_split(make_synthetic(TEST_ROWS, d, seed=999, hard_frac=0.10), tmp / "test.npz")
-        data = {}
-        for n in sorted({*rde_sizes, md_n}):
-            data[n] = _save_split(make_synthetic(n, d, seed=n), tmp / f"train_{n}.npz")
-
-        # ------------------------------------------------------------ RDE
-        rde_rows = []
-        results = {}
-        for n in rde_sizes:
-            for path in ("exact", "nystroem"):
-                base = {"method": "rde", "data": data[n], "test": test_path,
-                        "params": {"kernel_approx": path}}
-                if path == "exact" and n not in exact_fits:
-                    gb = 8 * n * n / 1e9
-                    why = (f"skipped: the n x n kernel alone is {gb:.1f} GB and the dense eigh is "
-                           f"O(n^3), about {(n / exact_n) ** 3:.0f}x the {exact_n}-row time")
-                    if args.quick:
-                        why = "skipped in --quick"
-                    rde_rows.append([f"rde {path}", n, None, None, None, None, None, None, None, why])
-                    continue
-                spec = dict(base, scores=str(tmp / f"rde_{path}_{n}.npy"))
-                r = _run_child(spec, args.timeout)
-                results[(path, n)] = r
-                rde_rows.append([f"rde {path}", n, r["fit_s"], r["score_s"], r["total_s"], None,
-                                 r["peak_rss_mib"], r["peak_rss_mib"] - r["rss_before_mib"],
-                                 r["roc_auc"], f"MCD on {r['mcd_rows']} rows, support "
-                                 f"fraction {r['support_fraction']}"])
-        # Seed-to-seed variability of each path at the exact size (MCD subsets; landmarks),
-        # the yardstick for the exact-vs-Nystroem difference.
-        for path in ("exact", "nystroem"):
-            spec = {"method": "rde", "data": data[exact_n], "test": test_path,
-                    "params": {"kernel_approx": path, "random_state": 1},
-                    "scores": str(tmp / f"rde_{path}_{exact_n}_seed1.npy")}
-            r = _run_child(spec, args.timeout)
-            results[(path + "-seed1", exact_n)] = r
-            rde_rows.append([f"rde {path}, random_state=1", exact_n, r["fit_s"], r["score_s"],
-                             r["total_s"], None, r["peak_rss_mib"],
-                             r["peak_rss_mib"] - r["rss_before_mib"], r["roc_auc"],
-                             f"MCD on {r['mcd_rows']} rows, support fraction {r['support_fraction']}"])
-        base_t = results[("exact", exact_n)]["total_s"]
-        for row in rde_rows:
-            if row[4] is not None:
-                row[5] = f"{base_t / row[4]:.2f}x"
-        from scipy.stats import spearmanr
-
-        def scores(name):
-            return np.load(tmp / f"rde_{name}.npy")
-
-        def rho(a, b):
-            return spearmanr(scores(a), scores(b)).statistic
-
-        e, a = results[("exact", exact_n)], results[("nystroem", exact_n)]
-        e1, a1 = results[("exact-seed1", exact_n)], results[("nystroem-seed1", exact_n)]
-        print("## RDE: exact kernel PCA vs Nystroem (fit on n rows, score 5000 test rows)\n")
-        print(_table(["method", "n train", "fit s", "score s", "total s",
-                      f"speed vs exact@{exact_n}", "peak RSS MiB", "RSS growth MiB", "ROC-AUC",
-                      "notes"], rde_rows))
-        k = exact_n
-        print(f"\nAt n = {k}: ROC-AUC exact {e['roc_auc']:.4f}, Nystroem {a['roc_auc']:.4f}, "
-              f"difference {a['roc_auc'] - e['roc_auc']:+.4f} (seed 1: exact {e1['roc_auc']:.4f}, "
-              f"Nystroem {a1['roc_auc']:.4f}, difference {a1['roc_auc'] - e1['roc_auc']:+.4f}).")
-        print(f"Spearman correlation of the test scores: exact vs Nystroem "
-              f"{rho(f'exact_{k}', f'nystroem_{k}'):.3f}; exact seed 0 vs seed 1 "
-              f"{rho(f'exact_{k}', f'exact_{k}_seed1'):.3f}; Nystroem seed 0 vs seed 1 "
-              f"{rho(f'nystroem_{k}', f'nystroem_{k}_seed1'):.3f}.")
-        big = results.get(("nystroem", max(rde_sizes)))
-        if big is not None and not args.quick:
-            ok = big["total_s"] < 30 and big["peak_rss_mib"] * 2**20 < 2 * GIB
-            print(f"Target (54k rows in < 30 s and < 2 GiB): {big['total_s']:.1f} s, "
-                  f"{big['peak_rss_mib'] / 1024:.2f} GiB peak -> {'met' if ok else 'NOT met'}.")
-
-        # ------------------------------------------------------- MD / RMD
-        md_rows = []
-        ref = _run_child({"method": "md-sklearn", "data": data[md_n], "test": test_path}, args.timeout)
-        md_rows.append(["md (sklearn EmpiricalCovariance reference)", md_n, None, None,
-                        ref["total_s"], "1.00x", ref["peak_rss_mib"],
-                        ref["peak_rss_mib"] - ref["rss_before_mib"], ref["roc_auc"]])
-        for name, params in (("md", {}), ("rmd", {}), ("md", {"l2_normalize": True}),
-                             ("rmd", {"l2_normalize": True})):
-            r = _run_child({"method": name, "params": params, "data": data[md_n], "test": test_path},
-                           args.timeout)
-            label = name + (" (l2)" if params else "")
-            md_rows.append([label, md_n, r["fit_s"], r["score_s"], r["total_s"],
-                            f"{ref['total_s'] / r['total_s']:.2f}x", r["peak_rss_mib"],
-                            r["peak_rss_mib"] - r["rss_before_mib"], r["roc_auc"]])
-        print(f"\n## MD / RMD (fit on {md_n} rows, score 5000 test rows)\n")
-        print(_table(["method", "n train", "fit s", "score s", "total s", "speed vs reference",
-                      "peak RSS MiB", "RSS growth MiB", "ROC-AUC"], md_rows))
+        sizes = (set(rde_sizes) if "rde" in sections else set()) | ({md_n} if "md" in sections else set())
+        data = {n: _save_split(make_synthetic(n, d, seed=n), tmp / f"train_{n}.npz") for n in sorted(sizes)}
+        if "rde" in sections:
+            _rde_section(args, data, test_path, tmp, exact_n, rde_sizes)
+        if "md" in sections:
+            _md_section(args, data, test_path, md_n)
 
     print("\n## Head search\n")
-    if args.no_head_search:
-        print("Head search: skipped (--no-head-search).")
+    if args.no_head_search or "head-search" not in sections:
+        print("Head search: skipped (--no-head-search or --sections).")
     else:
         print(_head_search_section(args.quick))
 

@@ -64,7 +64,7 @@ def test_nystroem_with_every_row_as_landmark_reproduces_exact_kernel_pca():
     train, test = _split(250, 6, seed=2), _split(60, 6, seed=3)
     exact = get_method("rde", n_components=8, kernel_approx="exact").fit(train)
     nys = get_method("rde", n_components=8, kernel_approx="nystroem", n_landmarks=250).fit(train)
-    assert nys.kernel_approx_ == "nystroem" and nys.nystroem_.landmarks.shape == (250, 6)
+    assert nys.kernel_approx_ == "nystroem" and nys.landmarks_.shape == (250, 6)
     np.testing.assert_allclose(np.abs(nys.transform(test)), np.abs(exact.transform(test)), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(nys.uncertainty(test), exact.uncertainty(test), rtol=1e-6)
 
@@ -102,11 +102,12 @@ def test_auto_switches_to_nystroem_above_threshold_and_subsamples_the_mcd():
     train, test = _split(400, 6, seed=7), _split(30, 6, seed=8)
     m = get_method("rde", n_components=4, approx_threshold=300, n_landmarks=64, mcd_max_samples=150)
     m.fit(train)
-    assert m.kernel_approx_ == "nystroem" and m.kpca_ is None
-    assert m.mcd_n_samples_ == 150 and m.mcd_.support_.shape == (150,)
+    assert m.kernel_approx_ == "nystroem" and m.landmarks_.shape == (64, 6)
+    assert m.mcd_n_samples_ == 150 and m.mcd_support_.shape == (150,)
     assert m.n_components_ == 4 and m.transform(test).shape == (30, 4)
     exact = get_method("rde", n_components=4, approx_threshold=400).fit(train)
-    assert exact.kernel_approx_ == "exact" and exact.nystroem_ is None
+    assert exact.kernel_approx_ == "exact" and exact.landmarks_.shape == (400, 6)
+    assert np.all(exact.kernel_mean_ == 0.0)
 
 
 def test_seeded_and_seed_dependent():
@@ -133,7 +134,6 @@ def test_mcd_retries_with_larger_support_fraction(n_dup, used, caplog):
     with caplog.at_level(logging.WARNING, logger="adue.methods.rde"):
         m = get_method("rde", n_components=4).fit(_with_duplicates(n_dup))
     assert m.support_fraction_ == used
-    assert m.mcd_.support_fraction == used
     failed = [a["support_fraction"] for a in m.mcd_attempts_]
     assert failed == ([None] if used == 0.9 else [None, 0.9])
     assert all("ValueError" in a["error"] for a in m.mcd_attempts_)
@@ -195,3 +195,64 @@ def test_bad_parameters(params, name):
     kwargs = {"n_components": 4, **params}
     with pytest.raises(ValueError, match=f"The '{name}' parameter of RobustDensityEstimation must be"):
         get_method("rde", **kwargs).fit(_split(100, 6, seed=16))
+
+
+def test_sn_feature_map_equals_rde_on_hand_mapped_features():
+    """feature_map='sn' = RDE on tanh((W / sigma) z + b) by hand; gamma defaults to 1 / h."""
+    import torch
+
+    from adue.heads import ClassifierHead
+
+    w = np.array([[0.0, 4.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, -1.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    sigma = float(torch.linalg.matrix_norm(torch.tensor(w), ord=2))
+    b = np.array([0.125, -0.25, 0.375, 0.0625, 0.0])  # exact in float32
+    head = ClassifierHead(3, 2, hidden_features=5, activation="tanh")
+    with torch.no_grad():
+        head.dense.weight.copy_(torch.tensor(w))
+        head.dense.bias.copy_(torch.tensor(b))
+    train, test = _split(200, 3, seed=5), _split(50, 3, seed=6)
+
+    def mapped(f):
+        return Features(np.tanh(f.z @ (w / sigma).T + b), f.logits, f.labels)
+
+    for l2 in (False, True):
+        sn = get_method("rde", n_components=6, feature_map="sn", head=head, l2_normalize=l2).fit(train)
+        ref = get_method("rde", n_components=6, l2_normalize=l2).fit(mapped(train))
+        assert sn.gamma_ == pytest.approx(1 / 5) == ref.gamma_
+        assert sn.spectral_norm_ == pytest.approx(sigma, rel=1e-10)
+        np.testing.assert_allclose(sn.uncertainty(test), ref.uncertainty(mapped(test)), rtol=1e-6, atol=1e-9)
+        nys = get_method("rde", n_components=6, kernel_approx="nystroem", n_landmarks=200,
+                         feature_map="sn", head=head, l2_normalize=l2).fit(train)
+        np.testing.assert_allclose(nys.uncertainty(test), sn.uncertainty(test), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["md", "rmd", "rde"])
+@pytest.mark.parametrize("feature_map", ["z", "sn"])
+def test_fitted_state_is_plain_data_and_scores_alone(name, feature_map):
+    """Every fitted attribute is a numpy array, a JSON scalar or a list of JSON-scalar dicts
+    (saveable without pickle), and a fresh instance given only the params (no head) and those
+    attributes scores identically."""
+    import json
+
+    import torch
+
+    from adue.heads import ClassifierHead
+
+    torch.manual_seed(0)
+    head = ClassifierHead(6, 2, hidden_features=5, activation="gelu")
+    for exact in ("exact", "nystroem"):
+        params = {"feature_map": feature_map, "head": head if feature_map == "sn" else None}
+        if name == "rde":
+            params.update(n_components=4, kernel_approx=exact, n_landmarks=100)
+        elif exact == "nystroem":
+            continue
+        train, test = _split(150, 6, seed=20), _split(40, 6, seed=21)
+        fitted = get_method(name, **params).fit(train)
+        state = {k: v for k, v in vars(fitted).items() if k.endswith("_") and not k.startswith("_")}
+        for value in state.values():
+            if not isinstance(value, np.ndarray):
+                json.dumps(value)  # raises for anything but JSON data
+        fresh = get_method(name, **dict(params, head=None))
+        for key, value in state.items():
+            setattr(fresh, key, value.copy() if isinstance(value, np.ndarray) else value)
+        np.testing.assert_array_equal(fresh.uncertainty(test), fitted.uncertainty(test))

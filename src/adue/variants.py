@@ -203,3 +203,48 @@ def variant_params(variant: Variant, *, seed: int, head: Any = None, search: Any
 def labels(names: Sequence[str]) -> list[str]:
     """Report labels of the variants ``names``."""
     return [VARIANTS[n].label if n in VARIANTS else n for n in names]
+
+
+# --------------------------------------------------------------------------------------------
+# Spectral-normalised feature map (paper, Appendix B.1): MD / RMD / RDE on
+# z_sn = act(dense_sn(z)), the two-layer head's dense layer with its trained weight divided by
+# its spectral norm. They apply only where the fine-tuned head has that layer.
+@dataclass(frozen=True)
+class HeadFeatureVariant(Variant):
+    """A distance-method variant on the head's spectral-normalised feature map (needs the head)."""
+
+    @property
+    def needs_head(self) -> bool:
+        """The feature map is built from the fine-tuned classification head."""
+        return True
+
+    def unavailable_reason(self, head: Any) -> str | None:
+        """Why this variant does not apply to a cell whose fine-tuned head is ``head``; None if it does."""
+        from adue.methods._covariance import sn_unavailable_reason
+
+        return sn_unavailable_reason(head)
+
+
+def unavailable_reason(variant: Variant, head: Any) -> str | None:
+    """Why ``variant`` cannot run on a cell whose fine-tuned head is ``head``; None when it can.
+
+    Only :class:`HeadFeatureVariant` (the ``*_sn`` rows) can be unavailable: a single-Linear
+    head (BERT/MiniLM ``classifier``, decoders' ``score``) has no dense layer to normalise.
+    """
+    check = getattr(variant, "unavailable_reason", None)
+    return check(head) if check is not None else None
+
+
+_SN: tuple[Variant, ...] = tuple(
+    HeadFeatureVariant(
+        f"{method}_sn{'_l2' if l2 else ''}", method, {"l2_normalize": l2, "feature_map": "sn"},
+        label=f"{method.upper()} SN{' L2 norm' if l2 else ''}",
+    )
+    for l2 in (False, True)
+    for method in ("md", "rmd", "rde")
+)
+VARIANTS.update({v.name: v for v in _SN})
+#: The spectral-normalised rows (a table of their own; cells with a single-Linear head record
+#: them as not applicable).
+SN_ROWS: tuple[str, ...] = tuple(v.name for v in _SN)
+__all__ += ["HeadFeatureVariant", "unavailable_reason", "SN_ROWS"]

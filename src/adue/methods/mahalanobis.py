@@ -2,18 +2,21 @@
 
 One Gaussian per class with a shared within-class covariance, all in float64::
 
-    mu_c  = mean{z_i : y_i = c}
-    Sigma = (1/n) sum_i (z_i - mu_{y_i}) (z_i - mu_{y_i})^T        (divided by n)
-    U(z)  = min_c (z - mu_c)^T Sigma^{-1} (z - mu_c)               (squared distance)
+    x     = phi(z)                     (z itself, or the head's SN dense layer; then L2 if asked)
+    mu_c  = mean{x_i : y_i = c}
+    Sigma = (1/n) sum_i (x_i - mu_{y_i}) (x_i - mu_{y_i})^T        (divided by n)
+    U(z)  = min_c (x - mu_c)^T Sigma^{-1} (x - mu_c)               (squared distance)
 
-``Sigma^{-1}`` is regularised by a relative eigenvalue floor (see
-:mod:`adue.methods._covariance`), so a singular covariance (``d`` above ``n - C``, duplicated
-or constant features) still gives finite scores; a warning is logged when the floor is used.
+``Sigma^{-1}`` is exact wherever the covariance is well defined; directions without training
+variance get one absolute eigenvalue floor derived from the pooled covariance (see
+:mod:`adue.methods._covariance`), so a singular covariance (``d`` above ``n - C``, duplicated or
+constant features) still gives finite scores; a warning is logged when the floor is used.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -22,8 +25,9 @@ from adue.features import Features
 from adue.methods import register
 from adue.methods._covariance import (
     DEFAULT_EIGEN_FLOOR,
-    RegularizedPrecision,
-    check_bool,
+    FeatureMapMixin,
+    GaussianWhiteners,
+    between_class_covariance,
     class_means,
     squared_mahalanobis,
     within_class_covariance,
@@ -35,8 +39,8 @@ __all__ = ["MahalanobisDistance"]
 logger = logging.getLogger(__name__)
 
 
-def check_all_classes_present(owner: str, train: Features) -> np.ndarray:
-    """Class counts of ``train`` (C,); raise naming the classes that have no training row."""
+def check_class_rows(owner: str, train: Features) -> np.ndarray:
+    """Class counts of ``train`` (C,); raise when a class has no row or every class has one."""
     counts = np.bincount(train.labels, minlength=train.num_classes)
     missing = np.flatnonzero(counts == 0)
     if missing.size:
@@ -45,55 +49,79 @@ def check_all_classes_present(owner: str, train: Features) -> np.ndarray:
             f"{missing.tolist()} have no row in the training split (the logits have "
             f"{train.num_classes} classes)."
         )
+    if counts.max() < 2:
+        raise ValueError(
+            f"{owner} needs at least two training rows in some class to estimate the "
+            f"within-class covariance; every class has exactly one training row here "
+            f"({train.n} rows, {train.num_classes} classes)."
+        )
     return counts
 
 
-def log_regularisation(owner: str, what: str, reg: RegularizedPrecision, n: int, rank_bound: int) -> None:
-    """Log a warning when the eigenvalue floor changed the covariance (singular / ill-conditioned)."""
-    d = reg.eigenvalues.size
-    if reg.n_floored or d > rank_bound:
+def log_regularisation(owner: str, reg: GaussianWhiteners, n: int) -> None:
+    """Log a warning when the eigenvalue floor was used (singular / ill-conditioned covariance)."""
+    d = reg.class_whitener.shape[0]
+    if reg.n_floored:
         logger.warning(
-            "%s: the %s of %d features from %d training rows is singular or ill-conditioned "
-            "(rank <= %d); %d of %d eigenvalues were raised to eigen_floor * largest = %.3g.",
-            owner, what, d, n, rank_bound, reg.n_floored, d, reg.eps * float(reg.eigenvalues.max()),
+            "%s: the within-class covariance of %d features from %d training rows is singular "
+            "or ill-conditioned: the pooled covariance has numerical rank %d; %d of %d "
+            "within-class eigenvalues were raised to eigen_floor * largest pooled eigenvalue = %.3g.",
+            owner, d, n, reg.rank, reg.n_floored, d, reg.floor,
         )
 
 
 @register("md")
-class MahalanobisDistance(UncertaintyMethod):
+class MahalanobisDistance(FeatureMapMixin, UncertaintyMethod):
     """Minimum squared Mahalanobis distance to the class means (Lee et al., 2018).
 
     Parameters
     ----------
     l2_normalize : bool, default False
-        Divide each ``z`` by its Euclidean norm before fitting and scoring (the paper's
-        "L2 norm" rows).
-    eigen_floor : float in (0, 1), default 1e-6
-        Relative eigenvalue floor ``eps``: covariance eigenvalues below ``eps * lam_max`` are
-        raised to it before inverting (caps the condition number at ``1/eps``; a
-        well-conditioned covariance is inverted exactly).
+        Divide each (mapped) row by its Euclidean norm before fitting and scoring (the
+        paper's "L2 norm" rows).
+    eigen_floor : float in (0, 1), default 1e-10
+        ``eps``: eigenvalues below ``eps * lam_max`` of the pooled covariance are treated as
+        zero variance and raised to that floor (a condition number up to ``1/eps`` is
+        inverted exactly).
+    feature_map : {"z", "sn"}, default "z"
+        ``"z"``: the head's input; ``"sn"``: ``act(dense_sn(z))``, the two-layer head's dense
+        layer with its trained weight divided by its spectral norm (paper, Appendix B.1).
+    head : classification head or None
+        Needed for ``feature_map="sn"``: an ``adue.heads.ClassifierHead`` with a dense layer
+        (or a module with ``dense`` and ``out_proj``).
 
     Attributes
     ----------
     classes_ : (C,) int64, ``0..C-1``
-    means_ : (C, d) float64 class means
-    covariance_ : (d, d) float64 shared within-class covariance (divided by n)
-    precision_ : (d, d) float64 regularised inverse of ``covariance_``
-    whitener_ : (d, d) float64, ``W`` with ``precision_ = W W^T``
-    n_eigen_floored_ : int, eigenvalues raised to the floor
+    means_ : (C, h) float64 class means
+    covariance_ : (h, h) float64 shared within-class covariance (divided by n)
+    precision_ : (h, h) float64 regularised inverse of ``covariance_``
+    whitener_ : (h, h) float64, ``W`` with ``precision_ = W W^T``
+    rank_ : int, numerical rank of the pooled covariance (``W``'s first ``rank_`` columns)
+    eigen_floor_value_ : float, the absolute floor ``tau``
+    n_eigen_floored_ : int, within-class eigenvalues raised to the floor
+    sn_weight_, sn_bias_, sn_activation_, spectral_norm_ : the SN map (None for ``"z"``)
     n_features_in_, n_classes_ : int
 
     ``uncertainty`` returns (n,) float64 ``>= 0``: higher = farther from every class.
     """
 
-    def __init__(self, *, l2_normalize: bool = False, eigen_floor: float = DEFAULT_EIGEN_FLOOR) -> None:
+    def __init__(
+        self,
+        *,
+        l2_normalize: bool = False,
+        eigen_floor: float = DEFAULT_EIGEN_FLOOR,
+        feature_map: str = "z",
+        head: Any = None,
+    ) -> None:
         self.l2_normalize = l2_normalize
         self.eigen_floor = eigen_floor
+        self.feature_map = feature_map
+        self.head = head
 
     def _validate_params(self) -> None:
-        owner = type(self).__name__
-        check_bool("l2_normalize", owner, self.l2_normalize)
-        check_number("eigen_floor", owner, self.eigen_floor, low=0.0, high=1.0,
+        self._validate_feature_map()
+        check_number("eigen_floor", type(self).__name__, self.eigen_floor, low=0.0, high=1.0,
                      low_inclusive=False, high_inclusive=False)
 
     def fit(self, train: Features, val: Features | None = None) -> MahalanobisDistance:
@@ -101,27 +129,32 @@ class MahalanobisDistance(UncertaintyMethod):
         self._fit_class_gaussians(train, val)
         return self
 
-    def _fit_class_gaussians(self, train: Features, val: Features | None) -> None:
+    def _fit_class_gaussians(self, train: Features, val: Features | None) -> GaussianWhiteners:
+        """Fit the class Gaussians; return the whiteners (the background one is RMD's)."""
         self._validate_params()
         train = self._check_features(train, "train")
         if val is not None:
             self._check_features(val, "val")
         owner = type(self).__name__
-        counts = check_all_classes_present(owner, train)
-        norm = bool(self.l2_normalize)
-        means, _ = class_means(train.z, train.labels, train.num_classes, normalize=norm)
-        cov = within_class_covariance(train.z, train.labels, means, normalize=norm)
-        reg = RegularizedPrecision.from_covariance(cov, self.eigen_floor)
-        log_regularisation(owner, "within-class covariance", reg, train.n, train.n - train.num_classes)
+        counts = check_class_rows(owner, train)
+        row_map = self._fit_feature_map(train.dim)
+        means, _ = class_means(train.z, train.labels, train.num_classes, row_map)
+        cov = within_class_covariance(train.z, train.labels, means, row_map)
+        mean0, between = between_class_covariance(means, counts)
+        reg = GaussianWhiteners.from_covariances(cov, cov + between, self.eigen_floor)
+        log_regularisation(owner, reg, train.n)
         self.classes_ = np.arange(train.num_classes, dtype=np.int64)
         self.class_counts_ = counts.astype(np.int64)
         self.means_ = means
         self.covariance_ = cov
-        self.precision_ = reg.precision
-        self.whitener_ = reg.whitener
+        self.whitener_ = reg.class_whitener
+        self.precision_ = reg.class_whitener @ reg.class_whitener.T
+        self.rank_ = reg.rank
+        self.eigen_floor_value_ = reg.floor
         self.n_eigen_floored_ = reg.n_floored
         self.n_features_in_ = train.dim
         self.n_classes_ = train.num_classes
+        return reg
 
     def _z(self, features: Features) -> np.ndarray:
         self._check_is_fitted()
@@ -131,10 +164,8 @@ class MahalanobisDistance(UncertaintyMethod):
 
     def class_distances(self, features: Features) -> np.ndarray:
         """Squared distances to every class mean, (n, C) float64."""
-        return squared_mahalanobis(
-            self._z(features), self.means_, self.whitener_, normalize=bool(self.l2_normalize)
-        )
+        return squared_mahalanobis(self._z(features), self.means_, self.whitener_, self._row_map())
 
     def uncertainty(self, features: Features) -> np.ndarray:
-        """``min_c (z - mu_c)^T precision_ (z - mu_c)`` per row, shape (n,), float64."""
+        """``min_c (x - mu_c)^T precision_ (x - mu_c)`` per row, shape (n,), float64."""
         return self.class_distances(features).min(axis=1)

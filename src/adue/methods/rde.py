@@ -7,11 +7,17 @@ training projections, and the score is the robust squared Mahalanobis distance::
     phi(z) = kernel-PCA projection of z, (k,)
     U(z)   = (phi(z) - m)^T S^{-1} (phi(z) - m)          (m, S: reweighted MCD location, covariance)
 
-Higher = farther from the bulk of the training data = more likely wrong.
+Higher = farther from the bulk of the training data = more likely wrong. ``z`` may first be
+mapped by the head's spectral-normalised dense layer (``feature_map="sn"``) and/or
+L2-normalised (:class:`adue.methods._covariance.RowMap`).
+
+The fitted state is plain arrays (saveable without pickle): both kernel paths are stored as
+``phi(x) = (k_c(x, L) - kernel_mean_) @ projection_`` with ``L = landmarks_``, and the MCD as
+its location and precision.
 
 Kernel map
 ----------
-``kernel_approx="exact"`` is scikit-learn ``KernelPCA(kernel="rbf")``: it builds the n x n
+``kernel_approx="exact"`` is scikit-learn ``KernelPCA`` on the RBF kernel: it builds the n x n
 training kernel (8 n^2 bytes: 0.2 GB at 5k rows, 23 GB at 54k) and a dense eigensolver
 (O(n^3)), so it only fits small splits. ``"nystroem"`` approximates it in O(n m d + n m^2)
 time and O(m^2 + block * m) memory: ``m`` landmark rows ``L`` drawn at random (seeded) give the
@@ -70,7 +76,14 @@ import numpy as np
 from adue._validation import check_in, check_number, param_error
 from adue.features import Features
 from adue.methods import register
-from adue.methods._covariance import check_bool, prepare_z, row_blocks, symmetric_eigh
+from adue.methods._covariance import (
+    FeatureMapMixin,
+    RowMap,
+    check_bool,
+    prepare_z,
+    row_blocks,
+    symmetric_eigh,
+)
 from adue.methods.base import UncertaintyMethod
 
 __all__ = ["RobustDensityEstimation", "rbf_kernel"]
@@ -115,12 +128,12 @@ class _NystroemMap:
     kernel_mean: np.ndarray  # (m,), mean over training rows of k_c(x, L)
     projection: np.ndarray  # (m, k)
     gamma: float
-    normalize: bool  # L2-normalise rows of z first
+    row_map: RowMap  # applied to raw z first (SN map, L2 normalisation)
 
     def transform(self, z: np.ndarray) -> np.ndarray:
         """Projections of the rows of raw ``z`` (n, d), (n, k) float64, block by block."""
         out = np.empty((z.shape[0], self.projection.shape[1]), dtype=np.float64)
-        for start, block in row_blocks(z, self.normalize, _BLOCK_ROWS):
+        for start, block in row_blocks(z, self.row_map, _BLOCK_ROWS):
             kb = _center_rows(rbf_kernel(block, self.landmarks, self.gamma), self.landmark_mean)
             kb -= self.kernel_mean
             out[start : start + kb.shape[0]] = kb @ self.projection
@@ -128,7 +141,7 @@ class _NystroemMap:
 
 
 @register("rde")
-class RobustDensityEstimation(UncertaintyMethod):
+class RobustDensityEstimation(FeatureMapMixin, UncertaintyMethod):
     """RBF kernel PCA + Minimum Covariance Determinant distance (Yoo et al., 2022).
 
     Parameters
@@ -136,7 +149,7 @@ class RobustDensityEstimation(UncertaintyMethod):
     n_components : int, default 256
         Kernel PCA components ``k``; must be below the number of rows the MCD is fitted on.
     gamma : float or None, default None
-        RBF coefficient; ``None`` = ``1 / d``.
+        RBF coefficient; ``None`` = ``1 / h`` (``h``: width of the mapped rows).
     kernel_approx : {"auto", "exact", "nystroem"}, default "auto"
         Exact ``KernelPCA`` or the Nystroem approximation; ``"auto"`` = exact up to
         ``approx_threshold`` training rows.
@@ -149,7 +162,12 @@ class RobustDensityEstimation(UncertaintyMethod):
     strict_mcd : bool, default False
         Also treat ``RuntimeWarning`` from ``MinCovDet`` as a failure that triggers the retry.
     l2_normalize : bool, default False
-        Divide each ``z`` by its Euclidean norm first.
+        Divide each (mapped) row by its Euclidean norm first.
+    feature_map : {"z", "sn"}, default "z"
+        ``"sn"``: ``act(dense_sn(z))``, the two-layer head's dense layer with its trained
+        weight divided by its spectral norm (paper, Appendix B.1); needs ``head``.
+    head : classification head or None
+        The fine-tuned two-layer head, for ``feature_map="sn"``.
     random_state : int or None, default 0
         Seed for the landmarks, the MCD subsample, ``KernelPCA`` and ``MinCovDet``.
 
@@ -158,13 +176,19 @@ class RobustDensityEstimation(UncertaintyMethod):
     kernel_approx_ : "exact" or "nystroem", the path used
     gamma_ : float
     n_components_ : int, components actually used
-    kpca_ : fitted ``KernelPCA`` (exact path) or None
-    nystroem_ : the fitted Nystroem map (Nystroem path) or None: ``landmarks`` (m, d),
-        ``projection`` (m, k), ``transform(z)`` for raw ``z``
-    mcd_ : fitted ``MinCovDet``
-    support_fraction_ : None, 0.9 or 1.0, the support fraction of ``mcd_``
+    landmarks_ : (m, h) float64, the (mapped) rows the kernel is evaluated against: every
+        training row on the exact path, the landmarks on the Nystroem path
+    landmark_kernel_mean_ : (m,) float64, ``mean_i k(l_i, l)`` (kernel centring)
+    kernel_mean_ : (m,) float64, mean centred kernel row of the training split (0 on the exact path)
+    projection_ : (m, k) float64: ``phi(x) = (k_c(x, L) - kernel_mean_) @ projection_``; on
+        the exact path ``KernelPCA``'s eigenvectors divided by the square roots of their eigenvalues
+    mcd_location_ : (k,), mcd_covariance_ : (k, k), mcd_precision_ : (k, k) float64, the
+        reweighted MCD estimate (``MinCovDet``'s ``location_``, ``covariance_``, ``precision_``)
+    mcd_support_ : (mcd_n_samples_,) bool, the MCD's support
+    support_fraction_ : None, 0.9 or 1.0, the support fraction of the MCD
     mcd_attempts_ : list of dicts ``{"support_fraction", "error"}`` for failed attempts
     mcd_n_samples_ : int, rows the MCD was fitted on
+    sn_weight_, sn_bias_, sn_activation_, spectral_norm_ : the SN map (None for ``"z"``)
     n_features_in_, n_classes_ : int
     """
 
@@ -180,6 +204,8 @@ class RobustDensityEstimation(UncertaintyMethod):
         strict_mcd: bool = False,
         l2_normalize: bool = False,
         random_state: int | None = 0,
+        feature_map: str = "z",
+        head: Any = None,
     ) -> None:
         self.n_components = n_components
         self.gamma = gamma
@@ -190,6 +216,8 @@ class RobustDensityEstimation(UncertaintyMethod):
         self.strict_mcd = strict_mcd
         self.l2_normalize = l2_normalize
         self.random_state = random_state
+        self.feature_map = feature_map
+        self.head = head
 
     # ------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -207,7 +235,7 @@ class RobustDensityEstimation(UncertaintyMethod):
         if self.mcd_max_samples is not None:
             check_number("mcd_max_samples", owner, self.mcd_max_samples, low=2, integer=True)
         check_bool("strict_mcd", owner, self.strict_mcd)
-        check_bool("l2_normalize", owner, self.l2_normalize)
+        self._validate_feature_map()
         rs = self.random_state
         if rs is not None and (isinstance(rs, bool) or not isinstance(rs, Integral) or rs < 0):
             raise param_error("random_state", owner, "a non-negative int or None", rs)
@@ -235,7 +263,9 @@ class RobustDensityEstimation(UncertaintyMethod):
                 "k components needs more than k rows)",
                 self.n_components,
             )
-        gamma = 1.0 / train.dim if self.gamma is None else float(self.gamma)
+        row_map = self._fit_feature_map(train.dim)
+        width = train.dim if row_map.weight is None else row_map.weight.shape[0]
+        gamma = 1.0 / width if self.gamma is None else float(self.gamma)
         path = self.kernel_approx
         if path == "auto":
             path = "exact" if n <= self.approx_threshold else "nystroem"
@@ -245,20 +275,7 @@ class RobustDensityEstimation(UncertaintyMethod):
                 "are undefined."
             )
 
-        kpca = nystroem = None
-        if path == "exact":
-            from sklearn.decomposition import KernelPCA
-
-            kpca = KernelPCA(
-                n_components=self.n_components, kernel="rbf", gamma=gamma,
-                random_state=self.random_state,
-            )
-            proj = kpca.fit_transform(prepare_z(train.z, self.l2_normalize))
-            proj_mcd = proj if mcd_rows is None else proj[mcd_rows]
-            del proj
-        else:
-            nystroem = self._fit_nystroem(train.z, gamma, rng)
-            proj_mcd = nystroem.transform(train.z if mcd_rows is None else train.z[mcd_rows])
+        kernel_map, proj_mcd = self._fit_kernel_map(train.z, path, gamma, rng, row_map, mcd_rows)
         k = proj_mcd.shape[1]
         if k < self.n_components:
             logger.warning(
@@ -266,27 +283,59 @@ class RobustDensityEstimation(UncertaintyMethod):
                 owner, k, self.n_components, k,
             )
         mcd, fraction, attempts = self._fit_mcd(proj_mcd)
-        self.kpca_ = kpca
-        self.nystroem_ = nystroem
+        self.landmarks_ = kernel_map.landmarks
+        self.landmark_kernel_mean_ = kernel_map.landmark_mean
+        self.kernel_mean_ = kernel_map.kernel_mean
+        self.projection_ = kernel_map.projection
         self.gamma_ = gamma
         self.kernel_approx_ = path
         self.n_components_ = int(k)
         self.mcd_n_samples_ = int(proj_mcd.shape[0])
-        self.mcd_ = mcd
+        self.mcd_location_ = np.asarray(mcd.location_, dtype=np.float64)
+        self.mcd_covariance_ = np.asarray(mcd.covariance_, dtype=np.float64)
+        self.mcd_precision_ = np.asarray(mcd.precision_, dtype=np.float64)
+        self.mcd_support_ = np.asarray(mcd.support_, dtype=bool)
         self.support_fraction_ = fraction
         self.mcd_attempts_ = attempts
         self.n_features_in_ = train.dim
         self.n_classes_ = train.num_classes
         return self
 
+    def _fit_kernel_map(
+        self, z: np.ndarray, path: str, gamma: float, rng: np.random.RandomState,
+        row_map: RowMap, mcd_rows: np.ndarray | None,
+    ) -> tuple[_NystroemMap, np.ndarray]:
+        """The kernel map and the projections of the MCD rows, (n_mcd, k).
+
+        Exact path: scikit-learn ``KernelPCA(kernel="rbf")``; its transform of new rows,
+        ``K_c(x, X) @ eigenvectors_ / sqrt(eigenvalues_)`` with ``KernelCenterer``'s centring
+        (``K_fit_rows_``: the training kernel's column means), is the same map as the Nystroem
+        one with every training row as a landmark, so both are stored as the same arrays.
+        """
+        if path == "nystroem":
+            kernel_map = self._fit_nystroem(z, gamma, rng, row_map)
+            return kernel_map, kernel_map.transform(z if mcd_rows is None else z[mcd_rows])
+        from sklearn.decomposition import KernelPCA
+
+        x = prepare_z(z, row_map)
+        kpca = KernelPCA(n_components=self.n_components, kernel="rbf", gamma=gamma,
+                         random_state=self.random_state)
+        proj = kpca.fit_transform(x)
+        lam = kpca.eigenvalues_
+        scale = np.zeros_like(lam)
+        scale[lam != 0] = 1.0 / np.sqrt(lam[lam != 0])  # as KernelPCA.transform
+        landmark_mean = np.asarray(kpca._centerer.K_fit_rows_, dtype=np.float64)
+        kernel_map = _NystroemMap(x, landmark_mean, np.zeros(x.shape[0]),
+                                  kpca.eigenvectors_ * scale, gamma, row_map)
+        return kernel_map, proj if mcd_rows is None else proj[mcd_rows]
+
     def _fit_nystroem(
-        self, z: np.ndarray, gamma: float, rng: np.random.RandomState
+        self, z: np.ndarray, gamma: float, rng: np.random.RandomState, row_map: RowMap
     ) -> _NystroemMap:
-        """Fit the Nystroem map + PCA on raw ``z`` (n, d), read block by block."""
-        normalize = bool(self.l2_normalize)
+        """Fit the Nystroem map + PCA on raw ``z`` (n, d) mapped by ``row_map``, block by block."""
         n = z.shape[0]
         m = min(self.n_landmarks, n)
-        landmarks = prepare_z(z[np.sort(rng.permutation(n)[:m])], normalize)
+        landmarks = prepare_z(z[np.sort(rng.permutation(n)[:m])], row_map)
         k_ll = rbf_kernel(landmarks, landmarks, gamma)
         landmark_mean = k_ll.mean(axis=0)
         s, u = symmetric_eigh(_center_rows(k_ll, landmark_mean))
@@ -302,7 +351,7 @@ class RobustDensityEstimation(UncertaintyMethod):
         shift = None
         total = np.zeros(m)
         gram = np.zeros((m, m))
-        for _, block in row_blocks(z, normalize, _BLOCK_ROWS):
+        for _, block in row_blocks(z, row_map, _BLOCK_ROWS):
             kb = _center_rows(rbf_kernel(block, landmarks, gamma), landmark_mean)
             if shift is None:
                 shift = kb.mean(axis=0)
@@ -316,7 +365,7 @@ class RobustDensityEstimation(UncertaintyMethod):
         k = min(self.n_components, int(np.count_nonzero(lam > _NYSTROEM_RCOND * lam[-1])))
         top = vec[:, ::-1][:, :k]
         return _NystroemMap(
-            landmarks, landmark_mean, mean_shifted + shift, feature_map @ top, gamma, normalize
+            landmarks, landmark_mean, mean_shifted + shift, feature_map @ top, gamma, row_map
         )
 
     def _fit_mcd(self, x: np.ndarray) -> tuple[Any, float | None, list[dict[str, Any]]]:
@@ -369,12 +418,14 @@ class RobustDensityEstimation(UncertaintyMethod):
         self._check_is_fitted()
         features = self._check_features(features)
         self._check_width(features, self.n_features_in_, self.n_classes_)
-        if self.kernel_approx_ == "nystroem":
-            return self.nystroem_.transform(features.z)
-        blocks = row_blocks(features.z, bool(self.l2_normalize), _BLOCK_ROWS)
-        return np.concatenate([self.kpca_.transform(block) for _, block in blocks])
+        kernel_map = _NystroemMap(
+            self.landmarks_, self.landmark_kernel_mean_, self.kernel_mean_, self.projection_,
+            self.gamma_, self._row_map(),
+        )
+        return kernel_map.transform(features.z)
 
     def uncertainty(self, features: Features) -> np.ndarray:
-        """Robust squared Mahalanobis distance ``mcd_.mahalanobis(phi(z))``, (n,) float64."""
+        """Robust squared Mahalanobis distance ``(phi - location)^T P (phi - location)``, (n,) float64."""
         proj = self.transform(features)  # checks fitted and width first
-        return np.asarray(self.mcd_.mahalanobis(proj), dtype=np.float64)
+        proj -= self.mcd_location_
+        return np.einsum("nk,nk->n", proj @ self.mcd_precision_, proj)
