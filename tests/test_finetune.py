@@ -168,6 +168,11 @@ def test_minilm_run_folder_and_learning(run_dir):
     assert log["epochs"][-1]["train_loss"] < math.log(2) - 0.05
     versions = json.loads((run_dir / rf.VERSIONS).read_text())
     assert versions["torch"] == torch.__version__ and "peft" in versions
+    # the best epoch's validation pass is stored as the validation features (no second pass)
+    from adue.features import load_features
+
+    val = load_features(run_dir, "validation")
+    assert val.n == 200 and val.accuracy() == log["best_val_accuracy"]
     dataset = json.loads((run_dir / rf.DATASET).read_text())
     assert dataset["class_names"] == ["negative", "positive"]
     assert dataset["sizes"] == {"train": 400, "validation": 200, "test": 200}
@@ -219,6 +224,11 @@ def test_resume_after_interruption_matches_uninterrupted_run(run_dir, tmp_path):
     assert w_ref.keys() == w_new.keys()
     for k in w_ref:
         assert torch.equal(w_ref[k], w_new[k]), k
+    # the best epoch's validation features survive the interruption (kept in the checkpoint)
+    from adue.features import load_features
+
+    assert np.array_equal(load_features(out, "validation").logits,
+                          load_features(run_dir, "validation").logits)
 
 
 @needs_minilm

@@ -45,6 +45,7 @@ __all__ = [
     "prepare_run_dir",
     "provenance",
     "replace_dir",
+    "save_split_features",
 ]
 
 CONFIG = "config.json"
@@ -102,6 +103,15 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
             f"Cannot read the checkpoint {path} ({exc}); delete it to restart the run from "
             "scratch, or pass overwrite=True (--overwrite)."
         ) from exc
+
+
+def save_split_features(run_dir: Path, cfg: RunConfig, split: str, features: Any) -> Path:
+    """Write one split's :class:`adue.features.Features` to ``RUN/features/<split>.safetensors``
+    (the one writer, used by extraction and by training for the validation split)."""
+    from adue.features import features_path, save_features
+
+    meta = {"split": split, "dataset": cfg.dataset, "backbone": cfg.backbone}
+    return save_features(features, features_path(run_dir, split), metadata=meta)
 
 
 def replace_dir(src: Path, dst: Path) -> None:
