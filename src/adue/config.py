@@ -135,6 +135,8 @@ class RunConfig:
     ``grad_clip`` ``None`` disables clipping. Caps ``max_*`` ``None`` use the whole split.
     ``strip_text`` strips leading/trailing whitespace before tokenising (GLUE sentences end with
     a space, which byte-level BPE decoders turn into a final lone-space token they would pool).
+    ``text_column`` / ``label_column`` name the text and label columns (CSV header / JSONL
+    keys) of a user dataset folder.
     ``device`` is where fine-tuning, extraction and the methods that train run: ``"auto"``
     (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; it does not
     change what a run computes (see :data:`EXECUTION_FIELDS`).
@@ -165,10 +167,12 @@ class RunConfig:
     strip_text: bool = False
     split_seed: int = 42
     subsample_seed: int = 0
+    text_column: str = "text"
+    label_column: str = "label"
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("dataset", "backbone"):
+        for name in ("dataset", "backbone", "text_column", "label_column"):
             v = getattr(self, name)
             if not isinstance(v, str) or not v.strip():
                 raise param_error(name, _OWNER, "a non-empty str", v)
@@ -286,6 +290,8 @@ FIELD_HELP: dict[str, str] = {
     "split_seed": "seed of the validation split carved from train where a dataset has none",
     "subsample_seed": "seed of the stratified draw behind the max_* caps",
     "device": "auto (CUDA when available, else CPU), cpu, cuda or cuda:N",
+    "text_column": "column (CSV header) or key (JSONL) of the text in a user dataset folder",
+    "label_column": "column (CSV header) or key (JSONL) of the label in a user dataset folder",
 }
 
 

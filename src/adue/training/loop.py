@@ -192,6 +192,7 @@ class _Inputs:
     train_y: np.ndarray
     val_ids: list[list[int]]
     val_y: np.ndarray
+    fingerprint: str  # adue.data.dataset_fingerprint of the loaded splits
 
 
 @dataclass
@@ -232,6 +233,8 @@ def _load_inputs(cfg: RunConfig, data_dir: str | None) -> tuple[Any, int]:
 
 def _tokenise(cfg: RunConfig, ds: Any, tokenizer: Any) -> _Inputs:
     """Tokenise train and validation once (truncated, unpadded)."""
+    from adue.data import dataset_fingerprint
+
     max_len = resolve_max_length(cfg, tokenizer)
     train_ids = encode_texts(tokenizer, split_texts(ds, "train", cfg), max_len)
     val_ids = encode_texts(tokenizer, split_texts(ds, "validation", cfg), max_len)
@@ -246,6 +249,7 @@ def _tokenise(cfg: RunConfig, ds: Any, tokenizer: Any) -> _Inputs:
         train_y=np.asarray(ds["train"]["label"], dtype=np.int64),
         val_ids=val_ids,
         val_y=np.asarray(ds["validation"]["label"], dtype=np.int64),
+        fingerprint=dataset_fingerprint(ds),
     )
 
 
@@ -463,7 +467,7 @@ def _start_log(st: _State, inputs: _Inputs, steps: dict[str, int]) -> None:
         atomic_write_json(
             st.run_dir / rf.DATASET,
             {"dataset": st.cfg.dataset, "class_names": inputs.names, "num_labels": len(inputs.names),
-             "sizes": inputs.sizes, "max_length": inputs.max_len},
+             "sizes": inputs.sizes, "max_length": inputs.max_len, "fingerprint": inputs.fingerprint},
         )
     st.log.update(
         {"bf16": st.use_bf16, "device": str(st.device), "num_processes": st.nproc,
