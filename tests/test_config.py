@@ -196,8 +196,14 @@ def test_command_line_options_are_generated_from_the_dataclass():
                                      "--device", "cpu"])
     assert config_overrides(args) == {"grad_clip": 0.5, "split_seed": 7, "bf16": "auto",
                                       "strip_text": False, "max_train": 0, "lr": 2e-3,
-                                      "device": "cpu"}
-    assert config_overrides(parser.parse_args(base)) == {}
+                                      "device": "cpu", "text_column": "text",
+                                      "label_column": "label"}
+    # the data options' columns (defaults: the RunConfig defaults) and nothing else
+    assert config_overrides(parser.parse_args(base)) == {"text_column": "text",
+                                                         "label_column": "label"}
+    args = parser.parse_args(base + ["--text-column", "sentence", "--label-column", "category"])
+    cfg = resolve_config("mine=/x", "minilm", 1, "cpu", **config_overrides(args))
+    assert (cfg.text_column, cfg.label_column) == ("sentence", "category")
     for f in overridable:  # one flag per field
         opt = "--" + f.replace("_", "-")
         assert any(opt in a.option_strings for a in parser._subparsers._group_actions[0]
