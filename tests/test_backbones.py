@@ -164,8 +164,15 @@ def test_minilm_preset_end_to_end(_isolated_cache):
     assert z.abs().max().item() < 1.0
 
 
+def _past_racy_window():
+    import time
+
+    time.sleep(2 * bb._RACY_NS / 1e9)
+
+
 def test_hash_is_cached(site, tiny_bert_dir, monkeypatch):
     preset = _hf_dir_preset(site, tiny_bert_dir)
+    _past_racy_window()  # files written just now are never trusted from the cache
     calls = []
     real = bb._sha256_stream
     monkeypatch.setattr(bb, "_sha256_stream", lambda paths, sink=None: calls.append(1) or real(paths, sink))
@@ -178,6 +185,46 @@ def test_hash_is_cached(site, tiny_bert_dir, monkeypatch):
     with pytest.raises(BackboneHashError):
         resolve_backbone(preset)
     assert len(calls) == 2
+
+
+def test_cached_hash_not_fooled_by_a_restored_mtime(site, tiny_bert_dir):
+    """A same-size byte flip with the mtime set back (touch -r, cp -p, rsync -t) is hashed
+    again and refused: the inode change time cannot be set back."""
+    import os
+
+    preset = _hf_dir_preset(site, tiny_bert_dir)
+    _past_racy_window()
+    resolve_backbone(preset)  # verified and cached
+    weights = site / preset.files[0]
+    before = weights.stat()
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    _past_racy_window()
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = weights.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    with pytest.raises(BackboneHashError, match="sha256 mismatch"):
+        resolve_backbone(preset)
+
+
+def test_hash_cache_racy_entry_is_rehashed(tmp_path, monkeypatch):
+    """An entry hashed right after the file changed is not trusted (an edit in the same
+    timestamp tick would leave the stat unchanged)."""
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"abc")
+    cache = bb._HashCache(tmp_path / "c")
+    calls = []
+    real = bb._sha256_stream
+    monkeypatch.setattr(bb, "_sha256_stream", lambda paths, sink=None: calls.append(1) or real(paths, sink))
+    assert cache.digest([f]) == _sha(b"abc") and cache.lookup([f]) is None  # racy: not trusted
+    _past_racy_window()
+    cache.digest([f])  # hashed again, now long enough after the change
+    assert cache.lookup([f]) == _sha(b"abc") and len(calls) == 2
+    # an entry in the older format (keyed by size and mtime only) is not trusted
+    old_key = json.dumps([[str(f.resolve()), 3, f.stat().st_mtime_ns]], separators=(",", ":"))
+    cache.path.write_text(json.dumps({old_key: _sha(b"abc")}))
+    assert cache.lookup([f]) is None
 
 
 # --------------------------------------------------------------------------- refusals
@@ -248,8 +295,8 @@ def test_bad_num_labels():
             load_backbone("minilm", bad)
 
 
-def test_paths_and_hub_ids(tmp_path):
-    assert resolve_backbone(str(tmp_path)) == str(tmp_path)
+def test_paths_and_hub_ids(tmp_path, tiny_bert_dir):
+    assert resolve_backbone(str(tiny_bert_dir)) == str(tiny_bert_dir)
     assert resolve_backbone("roberta-base") == "roberta-base"
     assert resolve_backbone("meta-llama/Llama-2-7b-hf") == "meta-llama/Llama-2-7b-hf"
     for missing in ("./no/such/dir", str(tmp_path / "nope"), "a/b/c"):
@@ -261,6 +308,30 @@ def test_paths_and_hub_ids(tmp_path):
         resolve_backbone(str(f))
     with pytest.raises(ValueError, match="must be a preset name"):
         resolve_backbone("")
+
+
+def test_empty_or_incomplete_backbone_folder_is_named(tmp_path, monkeypatch):
+    _forbid_loading(monkeypatch)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError) as err:
+        load_backbone(str(empty), 2)
+    msg = str(err.value)
+    assert f"The backbone folder '{empty}' is empty" in msg
+    assert "config.json" in msg and "weights" in msg and "tokenizer" in msg
+    part = tmp_path / "part"
+    part.mkdir()
+    (part / "config.json").write_text("{}")
+    (part / "model.safetensors").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"is not a Hugging Face model folder: it lacks "
+                                                r"the tokenizer files"):
+        resolve_backbone(str(part))
+    # the command line: one line, no tokenizer-library message
+    from adue.cli import main
+
+    assert main(["finetune", "--dataset", "sst2", "--backbone", str(empty), "--seed", "1",
+                 "--output", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert not (tmp_path / "run").exists()  # checked before any work
 
 
 def test_load_failure_lists_presets(monkeypatch):
