@@ -98,7 +98,7 @@ def _hf_dir_preset(site: Path, folder: Path, *, sha: str | None = None) -> Backb
     _install_fake(site, "adue-fake-bert", "1.0", _folder_files(folder, "adue_fake_bert/model"))
     weights = (folder / "model.safetensors").read_bytes()
     return BackbonePreset(
-        name="fakebert", stands_in_for="test", description="tiny bert", kind="hf_dir",
+        name="fakebert", stands_in_for="test", description="tiny bert", kind="hf_dir", family="encoder",
         packages=("adue-fake-bert==1.0",), files=("adue_fake_bert/model/model.safetensors",),
         sha256=sha or _sha(weights),
     )
@@ -132,6 +132,29 @@ def test_presets_table():
         replace(PRESETS["minilm"], kind="tarball")
     with pytest.raises(ValueError, match="'sha256' parameter of BackbonePreset"):
         replace(PRESETS["minilm"], sha256="abc")
+    # the preset carries its family
+    assert {n: p.family for n, p in PRESETS.items()} == {
+        "minilm": "encoder", "mpnet": "encoder", "smollm2": "decoder", "qwen": "decoder"}
+    with pytest.raises(ValueError, match=r"'family' parameter of BackbonePreset must be one of "
+                                         r"\('encoder', 'decoder'\)\. Got 'llm' instead\."):
+        replace(PRESETS["minilm"], family="llm")
+
+
+def test_backbone_family(tmp_path):
+    from adue.architectures import DECODER_MODEL_TYPES
+    from adue.backbones import backbone_family
+
+    assert [backbone_family(n) for n in PRESETS] == ["encoder", "encoder", "decoder", "decoder"]
+    assert backbone_family(PRESETS["qwen"]) == "decoder"
+    # other folders: architectures' one list of decoder model types decides
+    for model_type, family in (("qwen2", "decoder"), ("gemma", "decoder"), ("phi", "decoder"),
+                               ("roberta", "encoder"), ("deberta-v2", "encoder")):
+        (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
+        assert backbone_family(str(tmp_path)) == family, model_type
+        assert (model_type in DECODER_MODEL_TYPES) == (family == "decoder")
+    (tmp_path / "config.json").write_text("{}")
+    assert backbone_family(str(tmp_path)) is None
+    assert backbone_family("no-such-org/no-such-model-xyz") is None  # not cached: no download
 
 
 @pytest.mark.needs_minilm
@@ -244,7 +267,7 @@ def test_hash_mismatch_refused_nothing_loaded(site, tiny_bert_dir, monkeypatch):
 
 def test_not_installed_says_how_to_install(monkeypatch):
     preset = BackbonePreset(
-        name="ghost", stands_in_for="x", description="x", kind="gguf",
+        name="ghost", stands_in_for="x", description="x", kind="gguf", family="decoder",
         packages=("adue-no-such-package==1.0",), files=("adue_no_such/model.gguf",),
         sha256="1" * 64,
     )
@@ -261,7 +284,7 @@ def test_not_installed_says_how_to_install(monkeypatch):
 def test_installed_but_file_missing(site):
     _install_fake(site, "adue-empty-pkg", "1.0", {"adue_empty_pkg/__init__.py": b""})
     preset = BackbonePreset(
-        name="empty", stands_in_for="x", description="x", kind="gguf",
+        name="empty", stands_in_for="x", description="x", kind="gguf", family="decoder",
         packages=("adue-empty-pkg==1.0",), files=("adue_empty_pkg/model.gguf",),
         sha256="1" * 64,
     )
@@ -373,6 +396,7 @@ def _zip_preset(site: Path, folder: Path, *, corrupt_part: int | None = None) ->
         files.append(rel)
     return BackbonePreset(
         name="fakezip", stands_in_for="test", description="tiny bert zip", kind="split_zip",
+        family="encoder",
         packages=tuple(packages), files=tuple(files), sha256=_sha(data), inner_dir="inner",
         inner_sha256={"model.safetensors": sha256_file(folder / "model.safetensors")},
     )
@@ -484,7 +508,7 @@ def _gguf_preset(site: Path, data: bytes, parts: int) -> BackbonePreset:
     if parts == 1:
         _install_fake(site, "adue-fake-gguf", "1.0", {"adue_fake_gguf/tiny.Q.gguf": data})
         return BackbonePreset(
-            name="fakegguf", stands_in_for="t", description="tiny qwen2", kind="gguf",
+            name="fakegguf", stands_in_for="t", description="tiny qwen2", kind="gguf", family="decoder",
             packages=("adue-fake-gguf==1.0",), files=("adue_fake_gguf/tiny.Q.gguf",),
             sha256=_sha(data),
         )
@@ -495,7 +519,7 @@ def _gguf_preset(site: Path, data: bytes, parts: int) -> BackbonePreset:
         packages.append(f"adue-fake-gguf-part{i}==1.0")
         files.append(rel)
     return BackbonePreset(
-        name="fakesplit", stands_in_for="t", description="tiny qwen2", kind="split_gguf",
+        name="fakesplit", stands_in_for="t", description="tiny qwen2", kind="split_gguf", family="decoder",
         packages=tuple(packages), files=tuple(files), sha256=_sha(data),
     )
 
@@ -554,7 +578,8 @@ def test_cli_lists_presets(capsys):
     assert main(["backbones"]) == 0
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("minilm*"))
-    assert line.split()[1:3] == ["yes", "yes"] and "electra" in line
+    assert line.split()[1:5] == ["yes", "yes", "yes", "encoder"] and "electra" in line
+    assert next(ln for ln in out.splitlines() if ln.startswith("qwen")).split()[4] == "decoder"
     for name in ("mpnet", "smollm2", "qwen"):
         assert any(ln.startswith(name) for ln in out.splitlines())
     assert main(["backbones", "--verify"]) == 0

