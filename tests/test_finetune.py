@@ -40,10 +40,27 @@ def test_shuffled_batches():
     assert np.concatenate(a).tolist() != np.concatenate(shuffled_batches(10, 4, seed=1, epoch=1)).tolist()
 
 
-def test_resolve_bf16():
+def test_resolve_bf16(monkeypatch, caplog):
+    from adue.training import loop
+
     cpu = torch.device("cpu")
-    assert resolve_bf16(True, cpu) is True and resolve_bf16(False, cpu) is False
-    assert resolve_bf16("auto", cpu) in (True, False)
+    assert resolve_bf16(False, cpu) is False
+    # "auto" follows the CPU's flags (AVX-512 BF16 or AMX in /proc/cpuinfo)
+    flags = open("/proc/cpuinfo").read()
+    assert resolve_bf16("auto", cpu) is ("avx512_bf16" in flags or "amx_bf16" in flags)
+    # a CPU without native bf16 (e.g. AVX2 only): auto stays float32; an explicit True is
+    # honoured with a warning that it is emulated and slow
+    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="adue.training.loop"):
+        assert resolve_bf16("auto", cpu) is False
+        assert not caplog.records
+        assert resolve_bf16(True, cpu) is True
+    assert "without native bf16" in caplog.text
+    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: True)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="adue.training.loop"):
+        assert resolve_bf16("auto", cpu) is True and resolve_bf16(True, cpu) is True
+    assert not caplog.records
 
 
 def test_atomic_writes(tmp_path):
