@@ -40,6 +40,36 @@ def test_shuffled_batches():
     assert np.concatenate(a).tolist() != np.concatenate(shuffled_batches(10, 4, seed=1, epoch=1)).tolist()
 
 
+def test_length_grouped_batches_match_transformers_group_by_length():
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    from adue.training.sampling import _generator, length_grouped_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 120, size=1000).tolist()
+    bs = 16
+    ours = length_grouped_batches(lengths, bs, seed=3, epoch=1)
+    flat = np.concatenate(ours)
+    assert sorted(flat.tolist()) == list(range(1000))  # every row once
+    again = length_grouped_batches(lengths, bs, seed=3, epoch=1)
+    assert all(np.array_equal(a, b) for a, b in zip(ours, again, strict=True))
+    other = length_grouped_batches(lengths, bs, seed=3, epoch=2)
+    assert not np.array_equal(np.concatenate(other), flat)
+    # transformers' grouping from the same permutation: the same batches (up to its one swap
+    # that puts the longest row first, and up to the order of the batches, which we shuffle)
+    ref = get_length_grouped_indices(lengths, bs, generator=_generator(3, 1))
+    ref_batches = {tuple(ref[i : i + bs]) for i in range(0, len(ref), bs)}
+    ours_set = {tuple(b.tolist()) for b in ours}
+    assert len(ours_set - ref_batches) <= 2 and len(ours_set) == len(ref_batches)
+    # far less padding than random batches of the same size
+    def padded(batches):
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+    rand = shuffled_batches(1000, bs, seed=3, epoch=1)
+    assert padded(ours) < 0.75 * padded(rand)
+    assert padded(ours) < 1.1 * sum(lengths)
+
+
 def test_resolve_bf16(monkeypatch, caplog):
     from adue.training import loop
 
@@ -327,3 +357,25 @@ def test_precision_is_ours_even_if_accelerate_state_says_bf16(tmp_path):
     assert after["bf16"] is False
     assert after["epochs"][0]["train_loss"] == clean["epochs"][0]["train_loss"]
     assert after["epochs"][0]["val_loss"] == clean["epochs"][0]["val_loss"]
+
+
+def test_group_by_length_trains_the_same_rows_with_less_padding(tmp_path):
+    from _pipeline import tiny_decoder_folder
+
+    from adue.config import resolve_config
+    from adue.data import load_dataset
+
+    dd = data_dir()
+    ds = load_dataset("sst2", dd, max_train=96, max_val=16, max_test=16)
+    folder = tiny_decoder_folder(tmp_path, "llama", [t for s in ds for t in ds[s]["text"]])
+    logs = {}
+    for grouped in (False, True):
+        cfg = resolve_config("sst2", str(folder), 1, "quick", max_train=96, max_val=16,
+                             max_test=16, epochs=1, batch_size=8, max_length=64, bf16=False,
+                             group_by_length=grouped)
+        logs[grouped] = finetune(cfg, tmp_path / str(grouped), data_dir=dd, progress=False).log
+    plain, grouped = logs[False]["epochs"][0], logs[True]["epochs"][0]
+    assert grouped["train_tokens"] == plain["train_tokens"]  # the same rows, every one once
+    assert plain["train_padded_tokens"] >= plain["train_tokens"]
+    assert grouped["train_padded_tokens"] < 0.9 * plain["train_padded_tokens"]
+    assert math.isfinite(grouped["train_loss"]) and grouped["train_loss"] != plain["train_loss"]

@@ -125,6 +125,8 @@ class RunConfig:
     ``grad_clip`` ``None`` disables clipping. Caps ``max_*`` ``None`` use the whole split.
     ``strip_text`` strips leading/trailing whitespace before tokenising (GLUE sentences end with
     a space, which byte-level BPE decoders turn into a final lone-space token they would pool).
+    ``group_by_length`` trains on shuffled batches of rows of similar length (less padding;
+    :func:`adue.training.sampling.length_grouped_batches`) instead of random batches.
     ``text_column`` / ``label_column`` name the text and label columns (CSV header / JSONL
     keys) of a user dataset folder.
     ``device`` is where fine-tuning, extraction and the methods that train run: ``"auto"``
@@ -159,6 +161,7 @@ class RunConfig:
     subsample_seed: int = 0
     text_column: str = "text"
     label_column: str = "label"
+    group_by_length: bool = False
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -194,7 +197,7 @@ class RunConfig:
         check_device_setting(self.device, _OWNER)
         if not isinstance(self.device, str):
             raise param_error("device", _OWNER, "'auto', 'cpu', 'cuda' or 'cuda:N'", self.device)
-        for name in ("trust_remote_code", "strip_text"):
+        for name in ("trust_remote_code", "strip_text", "group_by_length"):
             if not isinstance(getattr(self, name), bool):
                 raise param_error(name, _OWNER, "a bool", getattr(self, name))
         # Canonical numeric types, so that JSON round trips compare equal.
@@ -280,6 +283,7 @@ FIELD_HELP: dict[str, str] = {
     "split_seed": "seed of the validation split carved from train where a dataset has none",
     "subsample_seed": "seed of the stratified draw behind the max_* caps",
     "device": "auto (CUDA when available, else CPU), cpu, cuda or cuda:N",
+    "group_by_length": "train on shuffled batches of similar-length rows (less padding)",
     "text_column": "column (CSV header) or key (JSONL) of the text in a user dataset folder",
     "label_column": "column (CSV header) or key (JSONL) of the label in a user dataset folder",
 }

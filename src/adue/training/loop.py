@@ -36,7 +36,7 @@ from adue.inference.tokenize import encode_texts, length_sorted_batches, pad_bat
 from adue.training import runfolder as rf
 from adue.training.inputs import class_names, load_run_splits, resolve_max_length, split_texts
 from adue.training.lora import load_trainable_state, param_groups, trainable_state, wrap_lora
-from adue.training.sampling import shuffled_batches
+from adue.training.sampling import length_grouped_batches, shuffled_batches
 
 __all__ = ["train_run", "evaluate", "resolve_bf16", "cpu_has_fast_bf16"]
 
@@ -306,7 +306,12 @@ def _resume(st: _State, resume: bool) -> None:
 
 
 def _epoch_batches(st: _State, inputs: _Inputs, epoch: int) -> list[np.ndarray]:
-    batches = shuffled_batches(len(inputs.train_ids), st.cfg.batch_size, seed=st.cfg.seed, epoch=epoch)
+    cfg = st.cfg
+    if cfg.group_by_length:
+        lengths = [len(s) for s in inputs.train_ids]
+        batches = length_grouped_batches(lengths, cfg.batch_size, seed=cfg.seed, epoch=epoch)
+    else:
+        batches = shuffled_batches(len(inputs.train_ids), cfg.batch_size, seed=cfg.seed, epoch=epoch)
     if st.nproc > 1:
         dropped = [b for b in batches if len(b) < st.nproc]
         batches = [b for b in batches if len(b) >= st.nproc]
@@ -315,13 +320,15 @@ def _epoch_batches(st: _State, inputs: _Inputs, epoch: int) -> list[np.ndarray]:
     return batches
 
 
-def _optimizer_step(st: _State, inputs: _Inputs, group: list[np.ndarray], autocast: Any) -> tuple[float, int, int]:
+def _optimizer_step(
+    st: _State, inputs: _Inputs, group: list[np.ndarray], autocast: Any
+) -> tuple[float, int, int, int]:
     """Forward/backward over the micro-batches of one optimizer step, then the step.
 
-    Returns this process's summed loss, rows and real tokens.
+    Returns this process's summed loss, rows, real tokens and padded positions.
     """
     group_rows = sum(len(b) for b in group)
-    loss_sum, rows, tokens = 0.0, 0, 0
+    loss_sum, rows, tokens, padded = 0.0, 0, 0, 0
     for j, idx in enumerate(group):
         local = idx[st.rank :: st.nproc]
         b = pad_batch([inputs.train_ids[i] for i in local], inputs.pad_id)
@@ -339,12 +346,13 @@ def _optimizer_step(st: _State, inputs: _Inputs, group: list[np.ndarray], autoca
         loss_sum += float(ce.detach())
         rows += len(local)
         tokens += int(b["attention_mask"].sum())
+        padded += int(b["attention_mask"].numel())
     if st.cfg.grad_clip is not None:
         st.accelerator.clip_grad_norm_(st.model.parameters(), st.cfg.grad_clip)
     st.optimizer.step()
     st.scheduler.step()
     st.optimizer.zero_grad(set_to_none=True)
-    return loss_sum, rows, tokens
+    return loss_sum, rows, tokens, padded
 
 
 def _train_epoch(st: _State, inputs: _Inputs, epoch: int, progress: bool) -> dict[str, Any]:
@@ -359,7 +367,7 @@ def _train_epoch(st: _State, inputs: _Inputs, epoch: int, progress: bool) -> dic
         if st.use_bf16
         else contextlib.nullcontext
     )
-    totals = [0.0, 0, 0]
+    totals = [0.0, 0, 0, 0]
     desc = f"epoch {epoch + 1}/{st.cfg.epochs}"
     with tqdm(total=len(batches), desc=desc, disable=not (progress and st.main), leave=False) as bar:
         for g0 in range(0, len(batches), st.cfg.grad_accum):
@@ -372,8 +380,8 @@ def _train_epoch(st: _State, inputs: _Inputs, epoch: int, progress: bool) -> dic
         from accelerate.utils import gather_object
 
         gathered = gather_object([tuple(totals)])
-        totals = [sum(t[k] for t in gathered) for k in range(3)]
-    return {"loss_sum": totals[0], "rows": totals[1], "tokens": totals[2],
+        totals = [sum(t[k] for t in gathered) for k in range(4)]
+    return {"loss_sum": totals[0], "rows": totals[1], "tokens": totals[2], "padded": totals[3],
             "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
 
@@ -394,6 +402,7 @@ def _validate_epoch(st: _State, inputs: _Inputs, epoch: int, stats: dict[str, An
         "val_accuracy": val_acc,
         "lr_end": [float(g["lr"]) for g in st.optimizer.param_groups],
         "train_tokens": stats["tokens"],
+        "train_padded_tokens": stats["padded"],
         "train_seconds": stats["seconds"],
         "train_cpu_seconds": stats["cpu_seconds"],
         "eval_seconds": time.perf_counter() - t1,
