@@ -3,8 +3,11 @@
 For every row of a split, one forward pass of the fine-tuned model (adapter merged, eval mode,
 float32, no gradients) gives ``z`` -- the input of the classification head, see
 :mod:`adue.architectures` -- and the logits; they are written with the gold labels to
-``RUN/features/<split>.safetensors`` (:func:`adue.features.save_features`). Rows are batched by
-length (longest first) with dynamic padding and put back in the dataset's order.
+``RUN/features/<split>.safetensors`` (:func:`adue.features.save_features`). The forward pass is
+:func:`adue.inference.extract_features` -- the one also behind training's evaluation, prediction
+and serving: rows batched by length (longest first), dynamic padding, dataset order kept.
+Training already writes the validation split: its best epoch's validation pass, by the LoRA model
+before merging (logits equal the merged model's up to float rounding; ``tests/test_extract.py``).
 """
 
 from __future__ import annotations

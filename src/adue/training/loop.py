@@ -4,8 +4,12 @@ One optimizer step sees ``batch_size * grad_accum`` rows. The loss is the mean c
 over those rows, ``L = -(1/B) sum_i log softmax(f(x_i))[y_i]``; AdamW (decoupled weight decay;
 none on biases and norms) with a linear warm-up over ``ceil(warmup_ratio * steps)`` steps then
 linear decay to 0, global gradient-norm clipping at ``grad_clip``. After each epoch the model is
-evaluated on the validation split in float32 (no autocast) and the best epoch by validation
-accuracy (earliest on ties) is kept.
+evaluated on the validation split in float32 (no autocast) by the forward pass of extraction
+(:func:`adue.inference.forward_batches`), and the best epoch by validation accuracy (earliest on
+ties) is kept, with its validation pass as the run's validation features. Batches are random
+(``shuffled_batches``) or, with ``group_by_length``, shuffled groups of similar-length rows
+(``length_grouped_batches``); both are functions of (seed, epoch), so a resumed run sees the
+same batches.
 
 Under ``accelerate launch`` every process takes an equal slice of each global batch and DDP
 averages the gradients, so the recipe (and ``batch_size``) means the same on 1 or N devices.

@@ -4,14 +4,16 @@
 
     RUN/
       config.json         resolved RunConfig
-      dataset.json        class names and split sizes actually used
+      dataset.json        class names, split sizes and max length actually used, and the
+                          rows' fingerprint (adue.data.dataset_fingerprint)
       train_log.json      per-epoch loss, validation accuracy and wall times; best epoch
       versions.json       package versions, platform and git commit (adue.provenance)
       adapter/            peft adapter (safetensors): LoRA weights + trained head
       head.safetensors    the trained head as an adue.heads.ClassifierHead (z -> logits)
       checkpoint/last.pt  during training only: state after the last finished epoch
       COMPLETE            completion marker (JSON), written last
-      features/           written by ``adue extract``
+      features/           <split>.safetensors: validation from the best epoch's own validation
+                          pass (written by training), the others by ``adue extract``
 """
 
 from __future__ import annotations
