@@ -16,10 +16,8 @@ from adue.runner import (
     SCHEMA_VERSION,
     cell_is_finished,
     cell_path,
-    find_data_dir,
+    check_cell,
     read_cell,
-    reliability_counts,
-    risk_at_coverage,
     run_cell,
 )
 from adue.variants import VARIANTS, get_variant, list_variants, resolve_variants
@@ -29,7 +27,7 @@ import fake_pipeline  # noqa: E402
 
 # A one-config AdUE "search" keeps the test fast; the variant table still asks for "paper".
 TINY_SEARCH = {"lr": [1e-2], "epochs": [2], "alpha": [0.1], "beta": [0.1]}
-METRICS = ("roc_auc", "pr_auc", "aurc", "ece", "brier")
+METRICS = ("roc_auc", "pr_auc", "aurc")
 
 
 @pytest.fixture
@@ -96,14 +94,17 @@ def test_cell_json_schema_and_values(fakes, tmp_path):
     assert sr["roc_auc"] == pytest.approx(roc_auc_score(errors, u_sr), abs=1e-12)
     assert sr["pr_auc"] == pytest.approx(average_precision_score(errors, u_sr), abs=1e-9)
     assert data["methods"]["adue_heldout"]["fit_split"] == "validation"
-    # ECE / Brier describe the classifier: identical for every variant
+    # ECE / Brier describe the classifier: stored once per cell, not per variant
     conf = test.probabilities().max(axis=1)
     brier = float(np.mean((conf - (1 - errors)) ** 2))
+    assert data["classifier"]["brier"] == pytest.approx(brier)
     for entry in data["methods"].values():
-        assert entry["metrics"]["brier"] == pytest.approx(brier)
-        assert entry["metrics"]["ece"] == pytest.approx(sr["ece"])
+        assert "ece" not in entry["metrics"] and "brier" not in entry["metrics"]
     # SR's own-score calibration equals the classifier's (1 - U_SR is the max softmax)
-    assert sr["ece_score"] == pytest.approx(sr["ece"])
+    assert sr["ece_score"] == pytest.approx(data["classifier"]["ece"])
+    assert sr["brier_score"] == pytest.approx(brier)
+    assert data["data"] == {"spec": "sst2", "name": "sst2",
+                            "fingerprint": fake_pipeline.fingerprint_of("sst2")}
     # curves: full coverage = test error rate; reliability counts cover the test rows
     curves = data["curves"]
     assert len(curves["coverage"]) == 100 and curves["coverage"][-1] == 1.0
@@ -191,35 +192,6 @@ def test_search_fallback_recorded_when_validation_has_no_errors(monkeypatch, tmp
 def test_unknown_variant_names(fakes, tmp_path):
     with pytest.raises(ValueError, match="Valid variants: sr, entropy, md"):
         _run(tmp_path, methods=["sr", "nope"])
-
-
-def test_risk_at_coverage_hand_case():
-    u = np.array([0.1, 0.2, 0.2, 0.9])
-    e = np.array([0, 1, 0, 1])
-    # k=1: 0/1; k=2: cuts the tie {0.2, 0.2} holding one error -> 0.5 expected errors / 2;
-    # k=3: 1/3; k=4: 2/4
-    got = risk_at_coverage(u, e, np.array([0.25, 0.5, 0.75, 1.0]))
-    np.testing.assert_allclose(got, [0.0, 0.25, 1 / 3, 0.5])
-
-
-def test_reliability_counts_hand_case():
-    conf = np.array([0.0, 0.2, 0.21, 0.5, 0.99, 1.0])
-    correct = np.array([0, 1, 0, 1, 1, 1])
-    rel = reliability_counts(conf, correct, n_bins=5)  # bins (0, .2], (.2, .4], ... ; 0 -> bin 0
-    assert rel["count"] == [2, 1, 1, 0, 2]
-    np.testing.assert_allclose(rel["confidence_sum"], [0.2, 0.21, 0.5, 0.0, 1.99])
-    np.testing.assert_allclose(rel["correct_sum"], [1, 0, 1, 0, 2])
-
-
-def test_find_data_dir(tmp_path, monkeypatch):
-    monkeypatch.delenv("ADUE_DATA_DIR", raising=False)
-    (tmp_path / "shared" / "data").mkdir(parents=True)
-    repo = tmp_path / "repo" / "sub"
-    repo.mkdir(parents=True)
-    assert find_data_dir(start=repo) == str(tmp_path / "shared" / "data")
-    monkeypatch.setenv("ADUE_DATA_DIR", "/env/data")
-    assert find_data_dir(start=repo) == "/env/data"
-    assert find_data_dir("/explicit", start=repo) == "/explicit"
 
 
 def test_cli_run(fakes, tmp_path, capsys):

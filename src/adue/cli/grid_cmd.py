@@ -26,27 +26,48 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _run(args: argparse.Namespace) -> int:
-    from adue.grid import _resolve, grid_cells, load_grid_config, run_grid
-    from adue.runner import cell_is_finished, cell_path
+def _dry_run(grid) -> int:
+    from adue.grid import _resolve, cell_fingerprint, grid_cells
+    from adue.runner import cell_is_finished, cell_path_for
     from adue.variants import list_variants
+
+    cells = grid_cells(grid)
+    names = list(grid.methods) if grid.methods else list_variants()
+    cache: dict = {}
+    for i, cell in enumerate(cells, 1):
+        cfg = _resolve(grid, cell)
+        path = cell_path_for(grid.results_dir, cfg)
+        try:
+            fingerprint = cell_fingerprint(cfg, grid.data_dir, cache)
+        except Exception as exc:  # noqa: BLE001 - shown, the run would record it
+            print(f"{i:3d}/{len(cells)} {cell.label():32s} cannot read its data: {exc}")
+            continue
+        finished = cell_is_finished(path, cfg, names, fingerprint)
+        state = "finished" if finished else ("to redo" if path.exists() else "to run")
+        print(f"{i:3d}/{len(cells)} {cell.label():32s} {state:9s} {path}")
+    return 0
+
+
+def _print_progress(event: dict) -> None:
+    """One stderr line per finished or skipped cell (INFO logging, -v, says more)."""
+    if event["event"] == "skip":
+        print(f"[{event['done']}/{event['total']}] {event['cell']}: finished before, skipped",
+              file=sys.stderr)
+    elif event["event"] == "cell_end":
+        print(f"[{event['done']}/{event['total']}] {event['cell']}: {event['status']}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from adue.grid import load_grid_config, run_grid
 
     grid = load_grid_config(
         args.config, results_dir=args.results, runs_dir=args.runs_dir, data_dir=args.data_dir
     )
-    cells = grid_cells(grid)
     if args.dry_run:
-        names = list(grid.methods) if grid.methods else list_variants()
-        for i, cell in enumerate(cells, 1):
-            cfg = _resolve(grid, cell)
-            path = cell_path(grid.results_dir, grid.profile, cell.backbone, cell.dataset, cell.seed)
-            state = "finished" if cell_is_finished(path, cfg.to_dict(), names) else (
-                "to redo" if path.exists() else "to run")
-            print(f"{i:3d}/{len(cells)} {cell.label():32s} {state:9s} {path}")
-        return 0
-    print(f"grid {grid.source}: {len(cells)} cells (profile {grid.profile}), results in "
+        return _dry_run(grid)
+    print(f"grid {grid.source}: {grid.n_cells} cells (profile {grid.profile}), results in "
           f"{grid.results_dir}, runs in {grid.runs_dir}", file=sys.stderr)
-    summary = run_grid(grid, progress=args.progress)
+    summary = run_grid(grid, progress=args.progress, callback=_print_progress)
     print(
         f"grid done in {summary.seconds:.0f} s: {len(summary.completed)} completed, "
         f"{len(summary.skipped)} already finished, {len(summary.failed)} failed"

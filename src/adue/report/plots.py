@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from adue._atomic import atomic_path
 from adue.report.cells import ResultSet, load_results
 from adue.report.labels import backbone_label, dataset_label
 from adue.variants import ABLATION_ROWS, VARIANTS
@@ -110,9 +111,8 @@ def write_plots(results: str | os.PathLike | ResultSet, outdir: str | os.PathLik
 
     def save(fig, name: str) -> None:
         path = outdir / name
-        tmp = outdir / f".{name}.tmp.png"
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
         written.append(path)
 
     for profile in rs.profiles():
