@@ -256,7 +256,7 @@ def _checked_configs(grid: GridConfig, cells: list[GridCell]) -> list[Any]:
 
 
 def cell_fingerprint(cfg: Any, data_dir: str | None, cache: dict) -> str:
-    """The data fingerprint of ``cfg``'s cell (cached: seeds of one dataset share their rows)."""
+    """The data fingerprint of ``cfg``'s cell (cached: the seeds of a dataset share its rows)."""
     from adue.runner import data_fingerprint
 
     key = (cfg.dataset, cfg.max_train, cfg.max_val, cfg.max_test, cfg.split_seed,

@@ -65,6 +65,7 @@ from adue.variants import Variant, resolve_variants, variant_params
 
 __all__ = [
     "SCHEMA_VERSION",
+    "StaleRunError",
     "READABLE_SCHEMA_VERSIONS",
     "run_cell",
     "check_run_options",
@@ -119,10 +120,11 @@ def _read_run_config(run_dir: Path) -> dict:
     return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
 
 
-def _extract(run_dir: Path, data_dir: str | None, progress: bool) -> dict[str, Features]:
+def _extract(run_dir: Path, data_dir: str | None, progress: bool, device: str | None = None
+             ) -> dict[str, Features]:
     from adue.extract import extract
 
-    return extract(run_dir, splits=_SPLITS, data_dir=data_dir, progress=progress)
+    return extract(run_dir, splits=_SPLITS, data_dir=data_dir, progress=progress, device=device)
 
 
 def _load_head(run_dir: Path) -> Any:
@@ -133,25 +135,16 @@ def _load_head(run_dir: Path) -> Any:
 
 def _data_fingerprint(cfg: Any, data_dir: str | None) -> str:
     """:func:`adue.data.dataset_fingerprint` of the rows the run trains and extracts on."""
-    from adue.data import dataset_fingerprint, load_dataset
+    from adue.data import dataset_fingerprint
+    from adue.training.inputs import load_run_splits
 
-    ds = load_dataset(
-        cfg.dataset, data_dir, max_train=cfg.max_train, max_val=cfg.max_val,
-        max_test=cfg.max_test, split_seed=cfg.split_seed, subsample_seed=cfg.subsample_seed,
-        **_column_options(cfg),
-    )
-    return dataset_fingerprint(ds)
+    return dataset_fingerprint(load_run_splits(cfg, data_dir))
 
 
 def data_fingerprint(cfg: Any, data_dir: str | os.PathLike | None = None) -> str:
     """sha256 (:func:`adue.data.dataset_fingerprint`) of the rows the run of ``cfg`` trains and
-    extracts on: its dataset loaded with its caps and split seeds."""
+    extracts on: its dataset as :func:`adue.training.inputs.load_run_splits` loads it."""
     return _data_fingerprint(cfg, None if data_dir is None else str(data_dir))
-
-
-def _column_options(cfg: Any) -> dict[str, str]:
-    """``text_column`` / ``label_column`` of the config, where it has them."""
-    return {k: getattr(cfg, k) for k in ("text_column", "label_column") if hasattr(cfg, k)}
 
 
 #: File in a run folder recording the fingerprint of the data the run was trained on.
@@ -159,13 +152,20 @@ FINGERPRINT_FILE = "data_fingerprint.json"
 
 
 def _stored_fingerprint(run_dir: Path) -> str | None:
-    """The data fingerprint recorded for the run in ``run_dir``, or None (not recorded)."""
-    try:
-        data = json.loads((run_dir / FINGERPRINT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    fp = data.get("fingerprint") if isinstance(data, dict) else None
-    return fp if isinstance(fp, str) else None
+    """The data fingerprint recorded for the run in ``run_dir``, or None (not recorded).
+
+    Read from the run's ``dataset.json`` where fine-tuning records one, else from
+    :data:`FINGERPRINT_FILE` (written by the runner after it fine-tunes).
+    """
+    for name in ("dataset.json", FINGERPRINT_FILE):
+        try:
+            data = json.loads((run_dir / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        fp = data.get("fingerprint") if isinstance(data, dict) else None
+        if isinstance(fp, str):
+            return fp
+    return None
 
 
 def _store_fingerprint(run_dir: Path, spec: str, fingerprint: str) -> None:
@@ -317,6 +317,14 @@ def _error_record(stage: str, exc: BaseException) -> dict:
     }
 
 
+class StaleRunError(ValueError):
+    """The run folder holds a run of another config or data, and replacing it was not asked for.
+
+    Raised by :func:`run_cell` before any work, without writing the cell file (a previous
+    result there stays as it was).
+    """
+
+
 @dataclass
 class _Cell:
     """Everything the stages of one cell share; ``record`` is the JSON being built."""
@@ -403,7 +411,7 @@ def _stale_reasons(cell: _Cell, fingerprint: str) -> list[str]:
 def _move_stale_run(cell: _Cell, reasons: list[str]) -> None:
     run_dir = cell.run_dir
     if not cell.replace_stale_run:
-        raise ValueError(
+        raise StaleRunError(
             f"Run folder {run_dir} holds a run with {' and '.join(reasons)}. Choose another runs "
             "folder, delete that one, or replace it (`adue run --replace-run`, "
             "run_cell(replace_stale_run=True); the grid does this): it is moved aside and the "
@@ -445,7 +453,7 @@ def _stage_extract(cell: _Cell) -> tuple[dict[str, Features], Any]:
     cell.current = "extract"
     cell.stage("extract")
     t0 = time.perf_counter()
-    feats = _extract(cell.run_dir, cell.data_dir, cell.progress)
+    feats = _extract(cell.run_dir, cell.data_dir, cell.progress, cell.device)
     missing = set(_SPLITS) - set(feats)
     if missing:
         raise ValueError(f"Extraction of {cell.run_dir} returned no {sorted(missing)} split(s).")
@@ -637,7 +645,7 @@ def run_cell(
     replace_stale_run : bool
         If the run folder holds a run (finished or not) with another resolved config, or a
         finished run trained on other data (its fingerprint differs): False raises
-        ``ValueError``; True moves it aside to ``<run_dir>.replaced-<time>`` and trains anew
+        :class:`StaleRunError` (a ``ValueError``; the cell file is left as it was); True moves it aside to ``<run_dir>.replaced-<time>`` and trains anew
         (the grid does this, so that a changed profile or dataset retrains its cells).
     raise_on_error : bool
         If the run itself fails (fine-tuning or extraction), the cell file records the error
@@ -654,6 +662,8 @@ def run_cell(
         feats, head = _stage_extract(cell)
         _stage_methods(cell, feats, head)
         cell.record["status"] = "complete"
+    except StaleRunError:
+        raise  # refused before any work: nothing written, a previous cell file stays
     except Exception as exc:
         logger.error("%s failed in %s: %s: %s", cell.label(), cell.current, type(exc).__name__, exc)
         cell.record["status"] = "failed"
