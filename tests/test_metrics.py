@@ -14,6 +14,7 @@ from adue.metrics import (
     aurc,
     average_precision,
     brier_score,
+    ece_from_sums,
     evaluate,
     expected_calibration_error,
     reliability_counts,
@@ -210,3 +211,14 @@ def test_reliability_counts_hand_case_and_curve():
     filled = curve.count > 0
     np.testing.assert_allclose(curve.confidence[filled] * curve.count[filled],
                                np.asarray(rel["confidence_sum"])[filled])
+
+
+def test_ece_from_sums_pools_bins_exactly():
+    rng = np.random.default_rng(5)
+    conf = rng.random(300)
+    correct = (rng.random(300) < conf).astype(int)
+    a, b = reliability_counts(conf[:100], correct[:100]), reliability_counts(conf[100:], correct[100:])
+    pooled = [np.add(a[k], b[k]) for k in ("count", "confidence_sum", "correct_sum")]
+    assert ece_from_sums(*pooled) == pytest.approx(expected_calibration_error(conf, correct), abs=1e-12)
+    # by hand: one bin of 4 rows, mean confidence 0.75, 2 correct -> |2 - 3| / 4
+    assert ece_from_sums([4], [3.0], [2.0]) == 0.25

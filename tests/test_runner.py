@@ -426,3 +426,47 @@ def test_demo_prints_a_short_summary_and_writes_the_report(fakes, tmp_path, caps
     assert report.read_text(encoding="utf-8").startswith("# adue results: `res`")
     assert sorted(p.name for p in plots.iterdir()) == [
         "reliability_quick_minilm_sst2.png", "risk_coverage_quick_minilm_sst2.png"]
+
+
+# ------------------------------------------------------------------ the real pipeline
+def test_real_run_cell_on_minilm(require_minilm, tmp_path):
+    """Not faked: fine-tune MiniLM on 400 SST-2 rows, extract, every variant, the cell JSON."""
+    from _pipeline import data_dir, minilm_config
+
+    from adue.extract import extract
+
+    cfg = minilm_config(max_val=150, max_test=150, device="cpu")
+    record = run_cell(cfg, tmp_path / "res", runs_dir=tmp_path / "runs", data_dir=data_dir(),
+                      adue_search=TINY_SEARCH, progress=False)
+    path = cell_path(tmp_path / "res", "quick", "minilm", "sst2", 1)
+    data = read_cell(path)
+    assert data == json.loads(json.dumps(record)) and data["status"] == "complete"
+    assert data["finetune_reused"] is False and data["n_rows"] == {
+        "train": 400, "validation": 150, "test": 150}
+    assert data["accuracy"]["test"] > 0.6  # it learned (chance: 0.5)
+    assert list(data["methods"]) == list_variants()
+    for name, entry in data["methods"].items():
+        assert entry["status"] == "ok", (name, entry.get("error"))
+        assert 0.0 <= entry["metrics"]["roc_auc"] <= 1.0, name
+    # SR against scikit-learn on the logits extracted again, independently of the runner
+    test = extract(data["run_dir"], splits=("test",), data_dir=data_dir())["test"]
+    errors = (test.logits.argmax(axis=1) != test.labels).astype(int)
+    u_sr = 1.0 - np.max(np.exp(test.logits - test.logits.max(axis=1, keepdims=True))
+                        / np.exp(test.logits - test.logits.max(axis=1, keepdims=True)).sum(
+                            axis=1, keepdims=True), axis=1)
+    assert data["n_errors"]["test"] == int(errors.sum()) > 0
+    assert data["methods"]["sr"]["metrics"]["roc_auc"] == pytest.approx(
+        roc_auc_score(errors, u_sr), abs=1e-9)
+    assert data["data"]["fingerprint"] and len(data["data"]["fingerprint"]) == 64
+    again = run_cell(cfg, tmp_path / "res", runs_dir=tmp_path / "runs", data_dir=data_dir(),
+                     methods="sr", progress=False)
+    assert again["finetune_reused"] is True
+    assert again["methods"]["sr"]["metrics"] == data["methods"]["sr"]["metrics"]
+
+
+def test_needs_minilm_fails_never_skips(monkeypatch):
+    import _pipeline
+
+    monkeypatch.setattr(_pipeline, "minilm_installed", lambda: False)
+    with pytest.raises(pytest.fail.Exception, match="MiniLM backbone not installed.*make install"):
+        _pipeline.check_minilm()

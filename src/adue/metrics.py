@@ -22,6 +22,7 @@ __all__ = [
     "aurc",
     "average_precision",
     "brier_score",
+    "ece_from_sums",
     "evaluate",
     "expected_calibration_error",
     "reliability_counts",
@@ -235,11 +236,17 @@ def reliability_counts(confidence: Any, correct: Any, n_bins: int = 15) -> dict[
 def expected_calibration_error(confidence: Any, correct: Any, n_bins: int = 15) -> float:
     """``ECE = sum_b (n_b / n) |accuracy_b - confidence_b|`` over the bins of
     :func:`reliability_curve` (empty bins contribute 0)."""
-    curve = reliability_curve(confidence, correct, n_bins)
-    filled = curve.count > 0
-    n = curve.count.sum()
-    gaps = np.abs(curve.accuracy[filled] - curve.confidence[filled])
-    return float(np.sum(curve.count[filled] / n * gaps))
+    _check_n_bins(n_bins, "expected_calibration_error")
+    _, count, sum_conf, sum_corr = _reliability_sums(confidence, correct, n_bins)
+    return ece_from_sums(count, sum_conf, sum_corr)
+
+
+def ece_from_sums(count: Any, confidence_sum: Any, correct_sum: Any) -> float:
+    """ECE of binned sums (e.g. :func:`reliability_counts`, or several of them added up):
+    ``sum_b (n_b / n) |correct_b / n_b - confidence_b / n_b| = sum_b |correct_b - confidence_b| / n``."""
+    count = np.asarray(count, dtype=np.float64)
+    gaps = np.abs(np.asarray(correct_sum, dtype=np.float64) - np.asarray(confidence_sum, dtype=np.float64))
+    return float(gaps.sum() / count.sum())
 
 
 def brier_score(confidence: Any, correct: Any) -> float:

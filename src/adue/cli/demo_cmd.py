@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from adue.cli.run_cmd import add_data_dir_option
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
@@ -35,9 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="the full Markdown report (default: runs/demo/report.md)")
     p.add_argument("--plots", default="runs/demo/plots", metavar="DIR",
                    help="risk-coverage and reliability plots (default: runs/demo/plots)")
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="datasets folder (default: adue.data.resolve_data_dir: $ADUE_DATA_DIR, "
-                        "else a shared/data folder here or above, e.g. ../shared/data)")
+    add_data_dir_option(p)
     p.add_argument("--metric", default="roc_auc",
                    help="metric(s) of the full report: roc_auc (default), pr_auc, aurc, ece, "
                         "comma list or all")
@@ -64,7 +64,7 @@ def adue_vs_sr(record: dict) -> str | None:
 
 def _run(args: argparse.Namespace) -> int:
     from adue._atomic import atomic_write_text
-    from adue.cli.run_cmd import summary_table
+    from adue.cli.run_cmd import failure_line, summary_table
     from adue.config import resolve_config
     from adue.data import resolve_data_dir
     from adue.outputs import check_output_dir, check_output_file
@@ -83,9 +83,7 @@ def _run(args: argparse.Namespace) -> int:
                       progress=not args.no_progress, raise_on_error=False)
     path = cell_path_for(args.results, cfg)
     if record["status"] != "complete":
-        err = record.get("error") or {}
-        print(f"adue: error: demo failed in {err.get('stage')}: {err.get('type')}: "
-              f"{err.get('message')} (recorded in {path})", file=sys.stderr)
+        print(failure_line(record, path, "demo"), file=sys.stderr)
         return 1
     atomic_write_text(report, build_report(args.results, fmt="md", metrics=args.metric, paper=True))
     n_plots = len(write_plots(args.results, plots))

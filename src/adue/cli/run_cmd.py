@@ -28,6 +28,20 @@ def parse_search(text: str | None) -> Any:
     return value
 
 
+def add_data_dir_option(p: argparse.ArgumentParser) -> None:
+    """``--data-dir`` (dest ``data_dir``; None: :func:`adue.data.resolve_data_dir` decides)."""
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="datasets folder (default: $ADUE_DATA_DIR, else a shared/data folder here "
+                        "or above, e.g. ../shared/data, else the user cache, else the hub)")
+
+
+def failure_line(record: dict, path: Any, what: str) -> str:
+    """``adue: error: <what> failed in <stage>: <type>: <message> (recorded in <path>)``."""
+    err = record.get("error") or {}
+    return (f"adue: error: {what} failed in {err.get('stage')}: {err.get('type')}: "
+            f"{err.get('message')} (recorded in {path})")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run",
@@ -48,9 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--results", required=True, metavar="DIR", help="results folder")
     p.add_argument("--runs-dir", metavar="DIR",
                    help="root of the fine-tuned run folders (default: 'runs' beside --results)")
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="datasets folder (default: adue.data.resolve_data_dir: $ADUE_DATA_DIR, "
-                        "else a shared/data folder here or above, else the user cache, else the hub)")
+    add_data_dir_option(p)
     from adue.variants import list_variants
 
     p.add_argument("--methods", metavar="A,B",
@@ -82,9 +94,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     path = cell_path_for(args.results, cfg)
     if record["status"] != "complete":
-        err = record.get("error") or {}
-        print(f"adue: error: cell failed in {err.get('stage')}: {err.get('type')}: "
-              f"{err.get('message')} (recorded in {path})", file=sys.stderr)
+        print(failure_line(record, path, "cell"), file=sys.stderr)
         return 1
     print(summary_table(record))
     print(f"wrote {Path(path)}")
