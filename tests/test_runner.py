@@ -429,39 +429,61 @@ def test_demo_prints_a_short_summary_and_writes_the_report(fakes, tmp_path, caps
 
 
 # ------------------------------------------------------------------ the real pipeline
-def test_real_run_cell_on_minilm(require_minilm, tmp_path):
-    """Not faked: fine-tune MiniLM on 400 SST-2 rows, extract, every variant, the cell JSON."""
-    from _pipeline import data_dir, minilm_config
+def _softmax_response(logits: np.ndarray) -> np.ndarray:
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return 1.0 - (p / p.sum(axis=1, keepdims=True)).max(axis=1)
 
+
+def _check_real_cell(data: dict, rows: dict) -> None:
+    """Every variant ran on real features; SR equals scikit-learn on the extracted logits."""
     from adue.extract import extract
 
-    cfg = minilm_config(max_val=150, max_test=150, device="cpu")
-    record = run_cell(cfg, tmp_path / "res", runs_dir=tmp_path / "runs", data_dir=data_dir(),
-                      adue_search=TINY_SEARCH, progress=False)
-    path = cell_path(tmp_path / "res", "quick", "minilm", "sst2", 1)
-    data = read_cell(path)
-    assert data == json.loads(json.dumps(record)) and data["status"] == "complete"
-    assert data["finetune_reused"] is False and data["n_rows"] == {
-        "train": 400, "validation": 150, "test": 150}
+    assert data["status"] == "complete" and data["n_rows"] == rows
     assert data["accuracy"]["test"] > 0.6  # it learned (chance: 0.5)
     assert list(data["methods"]) == list_variants()
     for name, entry in data["methods"].items():
         assert entry["status"] == "ok", (name, entry.get("error"))
         assert 0.0 <= entry["metrics"]["roc_auc"] <= 1.0, name
-    # SR against scikit-learn on the logits extracted again, independently of the runner
-    test = extract(data["run_dir"], splits=("test",), data_dir=data_dir())["test"]
+    assert len(data["data"]["fingerprint"]) == 64
+    test = extract(data["run_dir"], splits=("test",))["test"]  # the features file written
     errors = (test.logits.argmax(axis=1) != test.labels).astype(int)
-    u_sr = 1.0 - np.max(np.exp(test.logits - test.logits.max(axis=1, keepdims=True))
-                        / np.exp(test.logits - test.logits.max(axis=1, keepdims=True)).sum(
-                            axis=1, keepdims=True), axis=1)
     assert data["n_errors"]["test"] == int(errors.sum()) > 0
     assert data["methods"]["sr"]["metrics"]["roc_auc"] == pytest.approx(
-        roc_auc_score(errors, u_sr), abs=1e-9)
-    assert data["data"]["fingerprint"] and len(data["data"]["fingerprint"]) == 64
+        roc_auc_score(errors, _softmax_response(test.logits)), abs=1e-9)
+
+
+def test_real_run_cell_on_minilm(require_minilm, tmp_path, tmp_path_factory):
+    """Not faked: the session's MiniLM run on 400 SST-2 rows (trained once, shared with
+    test_finetune / test_extract) copied into a runs folder, then run_cell: real extraction,
+    every variant, the cell JSON."""
+    import shutil
+
+    from _pipeline import data_dir, minilm_config, minilm_run
+
+    cfg = minilm_config()
+    run_dir = tmp_path / "runs" / "quick" / "minilm" / "sst2" / "seed1"
+    shutil.copytree(minilm_run(tmp_path_factory), run_dir)
+    record = run_cell(cfg, tmp_path / "res", runs_dir=tmp_path / "runs", data_dir=data_dir(),
+                      adue_search=TINY_SEARCH, progress=False)
+    data = read_cell(cell_path(tmp_path / "res", "quick", "minilm", "sst2", 1))
+    assert data == json.loads(json.dumps(record)) and data["finetune_reused"] is True
+    _check_real_cell(data, {"train": 400, "validation": 200, "test": 200})
+
+
+@pytest.mark.slow
+def test_real_run_cell_fine_tunes_minilm(require_minilm, tmp_path):
+    """Not faked, fine-tuning included: MiniLM on 320 SST-2 rows (98 s of CPU on 2 threads)."""
+    from _pipeline import data_dir, minilm_config
+
+    cfg = minilm_config(max_train=320, max_val=120, max_test=150, max_length=64, device="cpu")
+    record = run_cell(cfg, tmp_path / "res", runs_dir=tmp_path / "runs", data_dir=data_dir(),
+                      adue_search=TINY_SEARCH, progress=False)
+    assert record["finetune_reused"] is False
+    _check_real_cell(record, {"train": 320, "validation": 120, "test": 150})
     again = run_cell(cfg, tmp_path / "res", runs_dir=tmp_path / "runs", data_dir=data_dir(),
                      methods="sr", progress=False)
     assert again["finetune_reused"] is True
-    assert again["methods"]["sr"]["metrics"] == data["methods"]["sr"]["metrics"]
+    assert again["methods"]["sr"]["metrics"] == record["methods"]["sr"]["metrics"]
 
 
 def test_needs_minilm_fails_never_skips(monkeypatch):
