@@ -147,29 +147,15 @@ def data_fingerprint(cfg: Any, data_dir: str | os.PathLike | None = None) -> str
     return _data_fingerprint(cfg, None if data_dir is None else str(data_dir))
 
 
-#: File in a run folder recording the fingerprint of the data the run was trained on.
-FINGERPRINT_FILE = "data_fingerprint.json"
-
-
 def _stored_fingerprint(run_dir: Path) -> str | None:
-    """The data fingerprint recorded for the run in ``run_dir``, or None (not recorded).
-
-    Read from the run's ``dataset.json`` where fine-tuning records one, else from
-    :data:`FINGERPRINT_FILE` (written by the runner after it fine-tunes).
-    """
-    for name in ("dataset.json", FINGERPRINT_FILE):
-        try:
-            data = json.loads((run_dir / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        fp = data.get("fingerprint") if isinstance(data, dict) else None
-        if isinstance(fp, str):
-            return fp
-    return None
-
-
-def _store_fingerprint(run_dir: Path, spec: str, fingerprint: str) -> None:
-    atomic_write_json(run_dir / FINGERPRINT_FILE, {"dataset": spec, "fingerprint": fingerprint})
+    """The data fingerprint fine-tuning recorded in the run's ``dataset.json``, or None (a run
+    trained before adue recorded it)."""
+    try:
+        data = json.loads((run_dir / "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    fp = data.get("fingerprint") if isinstance(data, dict) else None
+    return fp if isinstance(fp, str) else None
 
 
 # ------------------------------------------------------------------ paths & files
@@ -439,7 +425,6 @@ def _stage_finetune(cell: _Cell) -> None:
     else:
         cell.run_dir = _finetune(cell.cfg, cell.run_dir, cell.data_dir, cell.progress)
         cell.record["run_dir"] = str(cell.run_dir)
-        _store_fingerprint(cell.run_dir, cell.cfg.dataset, fingerprint)
     cell.record["finetune_reused"] = reused
     cell.record["timings_s"]["finetune"] = time.perf_counter() - t0
 
