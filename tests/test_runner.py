@@ -492,3 +492,12 @@ def test_needs_minilm_fails_never_skips(monkeypatch):
     monkeypatch.setattr(_pipeline, "minilm_installed", lambda: False)
     with pytest.raises(pytest.fail.Exception, match="MiniLM backbone not installed.*make install"):
         _pipeline.check_minilm()
+
+
+def test_run_passes_column_options_into_the_config(fakes, tmp_path):
+    args = ["run", "--dataset", "sst2", "--backbone", "minilm", "--seed", "1", "--profile", "quick",
+            "--results", str(tmp_path / "res"), "--runs-dir", str(tmp_path / "runs"),
+            "--methods", "sr", "--no-progress", "--text-column", "sentence", "--label-column", "category"]
+    assert main(args) == 0
+    config = read_cell(tmp_path / "res" / "quick" / "minilm" / "sst2" / "seed1.json")["config"]
+    assert (config["text_column"], config["label_column"]) == ("sentence", "category")

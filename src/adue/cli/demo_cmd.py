@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from adue.cli.run_cmd import add_data_dir_option
+from adue.cli._options import add_data_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="the full Markdown report (default: runs/demo/report.md)")
     p.add_argument("--plots", default="runs/demo/plots", metavar="DIR",
                    help="risk-coverage and reliability plots (default: runs/demo/plots)")
-    add_data_dir_option(p)
+    add_data_options(p)
     p.add_argument("--metric", default="roc_auc",
                    help="metric(s) of the full report: roc_auc (default), pr_auc, aurc, ece, "
                         "comma list or all")
@@ -64,6 +64,7 @@ def adue_vs_sr(record: dict) -> str | None:
 
 def _run(args: argparse.Namespace) -> int:
     from adue._atomic import atomic_write_text
+    from adue.cli._config_options import config_overrides
     from adue.cli.run_cmd import failure_line, summary_table
     from adue.config import resolve_config
     from adue.data import resolve_data_dir
@@ -75,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
     check_metrics(args.metric)  # every option checked before any work
     report, plots = check_output_file(args.report, "--report"), check_output_dir(args.plots, "--plots")
     cfg = resolve_config(dataset=args.dataset, backbone=args.backbone, seed=args.seed,
-                         profile=args.profile)
+                         profile=args.profile, **config_overrides(args))
     data_dir = resolve_data_dir(args.data_dir, name=args.dataset)
     print(f"adue demo: {args.backbone} on {args.dataset}, profile {args.profile}, seed {args.seed}; "
           f"data from {data_dir or 'the Hugging Face hub'}", file=sys.stderr)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from adue.cli._config_options import add_config_options, config_overrides
+from adue.cli._options import add_data_options
 
 
 def parse_search(text: str | None) -> Any:
@@ -26,13 +27,6 @@ def parse_search(text: str | None) -> Any:
             f"The '--adue-search' option must be 'paper' or a JSON object. Got {text!r} instead."
         )
     return value
-
-
-def add_data_dir_option(p: argparse.ArgumentParser) -> None:
-    """``--data-dir`` (dest ``data_dir``; None: :func:`adue.data.resolve_data_dir` decides)."""
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="datasets folder (default: $ADUE_DATA_DIR, else a shared/data folder here "
-                        "or above, e.g. ../shared/data, else the user cache, else the hub)")
 
 
 def failure_line(record: dict, path: Any, what: str) -> str:
@@ -62,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--results", required=True, metavar="DIR", help="results folder")
     p.add_argument("--runs-dir", metavar="DIR",
                    help="root of the fine-tuned run folders (default: 'runs' beside --results)")
-    add_data_dir_option(p)
+    add_data_options(p)  # --data-dir, --text-column, --label-column
     from adue.variants import list_variants
 
     p.add_argument("--methods", metavar="A,B",
