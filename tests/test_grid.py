@@ -227,3 +227,18 @@ def test_grid_checks_every_option_before_any_cell(monkeypatch, tmp_path):
     with pytest.raises(NotADirectoryError, match="not a folder"):
         run_grid(parse_grid_config(dict(raw, results_dir=str(tmp_path / "file"))))
     assert not counter.exists() and not (tmp_path / "res").exists()
+
+
+def test_dry_run_shows_finished_and_changed_data(monkeypatch, tmp_path, capsys):
+    fake_pipeline.install(monkeypatch)
+    cfg = _toml(tmp_path / "g.toml", tmp_path / "res", tmp_path / "runs", seeds=[1])
+    assert main(["grid", str(cfg)]) == 0
+    capsys.readouterr()
+    assert main(["grid", str(cfg), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[:3] for line in out.splitlines()] == [
+        ["1/2", "minilm/sst2/seed1", "finished"], ["2/2", "minilm/cola/seed1", "finished"]]
+    monkeypatch.setenv("ADUE_FAKE_DATA_VERSION", "2")
+    assert main(["grid", str(cfg), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[2:4] for line in out.splitlines()] == [["to", "redo"]] * 2

@@ -43,7 +43,10 @@ from adue.outputs import check_output_dir
 from adue.runner import cell_is_finished, cell_path_for, check_run_options, run_cell
 from adue.variants import list_variants, resolve_variants
 
-__all__ = ["GridConfig", "GridCell", "load_grid_config", "grid_cells", "run_grid", "GridSummary"]
+__all__ = [
+    "GridConfig", "GridCell", "load_grid_config", "grid_cells", "run_grid", "GridSummary",
+    "cell_status", "cell_fingerprint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -266,6 +269,21 @@ def cell_fingerprint(cfg: Any, data_dir: str | None, cache: dict) -> str:
     return cache[key]
 
 
+def cell_status(grid: GridConfig, cfg: Any, fingerprints: dict) -> tuple[Path, bool]:
+    """``(cell JSON path, finished)`` of the cell ``cfg``: finished = a complete JSON for the same
+    config, covering the grid's variants, made from the same data (``fingerprints``: a cache
+    shared over the grid's cells). Data that cannot be read counts as not finished (the run
+    records why)."""
+    path = cell_path_for(grid.results_dir, cfg)
+    variant_names = list(grid.methods) if grid.methods else list_variants()
+    try:
+        fingerprint = cell_fingerprint(cfg, grid.data_dir, fingerprints)
+    except Exception as exc:  # noqa: BLE001 - unreadable data: the runner records the failure
+        logger.debug("fingerprint of %s failed: %s", path, exc)
+        return path, False
+    return path, cell_is_finished(path, cfg, variant_names, fingerprint)
+
+
 def run_grid(
     grid: GridConfig,
     *,
@@ -283,7 +301,6 @@ def run_grid(
     total = len(cells)
     summary = GridSummary(total=total)
     data_dir = grid.data_dir
-    variant_names = list(grid.methods) if grid.methods else list_variants()
     t0 = time.perf_counter()
     done = 0
     configs = _checked_configs(grid, cells)  # a bad option fails before any work is done
@@ -297,13 +314,8 @@ def run_grid(
             callback(info)
 
     for index, (cell, cfg) in enumerate(zip(cells, configs, strict=True), start=1):
-        path = cell_path_for(grid.results_dir, cfg)
-        try:
-            fingerprint = cell_fingerprint(cfg, data_dir, fingerprints)
-        except Exception as exc:  # unreadable data: the runner records the failure
-            logger.debug("fingerprint of %s failed: %s", cell.label(), exc)
-            fingerprint = None
-        if fingerprint is not None and cell_is_finished(path, cfg, variant_names, fingerprint):
+        path, finished = cell_status(grid, cfg, fingerprints)
+        if finished:
             done += 1
             summary.skipped.append(cell.label())
             logger.info("[%d/%d] %s: finished before, skipped", done, total, cell.label())

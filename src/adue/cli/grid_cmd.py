@@ -27,22 +27,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _dry_run(grid) -> int:
-    from adue.grid import _resolve, cell_fingerprint, grid_cells
-    from adue.runner import cell_is_finished, cell_path_for
-    from adue.variants import list_variants
+    from adue.grid import _resolve, cell_status, grid_cells
 
     cells = grid_cells(grid)
-    names = list(grid.methods) if grid.methods else list_variants()
     cache: dict = {}
     for i, cell in enumerate(cells, 1):
-        cfg = _resolve(grid, cell)
-        path = cell_path_for(grid.results_dir, cfg)
-        try:
-            fingerprint = cell_fingerprint(cfg, grid.data_dir, cache)
-        except Exception as exc:  # noqa: BLE001 - shown, the run would record it
-            print(f"{i:3d}/{len(cells)} {cell.label():32s} cannot read its data: {exc}")
-            continue
-        finished = cell_is_finished(path, cfg, names, fingerprint)
+        path, finished = cell_status(grid, _resolve(grid, cell), cache)
         state = "finished" if finished else ("to redo" if path.exists() else "to run")
         print(f"{i:3d}/{len(cells)} {cell.label():32s} {state:9s} {path}")
     return 0
