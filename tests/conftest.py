@@ -98,8 +98,15 @@ def tiny_batch():
 
 @pytest.fixture
 def require_minilm():
-    """Fail (never skip) when the MiniLM backbone that `make install` provides is missing."""
-    from _pipeline import minilm_installed
+    """Fail (never skip) when the MiniLM backbone is missing (``_pipeline.check_minilm``)."""
+    from _pipeline import check_minilm
 
-    if not minilm_installed():
-        pytest.fail("MiniLM backbone not installed: run `make install`")
+    check_minilm()
+
+
+def pytest_runtest_setup(item):
+    """Enforce the ``needs_minilm`` marker: such a test fails when MiniLM is missing."""
+    if item.get_closest_marker("needs_minilm") is not None:
+        from _pipeline import check_minilm
+
+        check_minilm()

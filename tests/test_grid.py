@@ -193,3 +193,52 @@ def test_stale_temp_files_removed(tmp_path):
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     assert remove_stale_temp_files(tmp_path) == [old]
     assert fresh.exists() and not old.exists()
+
+
+def test_grid_redoes_a_cell_whose_data_changed(monkeypatch, tmp_path):
+    counter = tmp_path / "count.txt"
+    monkeypatch.setenv("ADUE_FAKE_COUNTER", str(counter))
+    fake_pipeline.install(monkeypatch)
+    grid = parse_grid_config(dict(BASE, seeds=[1], results_dir=str(tmp_path / "res"),
+                                  runs_dir=str(tmp_path / "runs")))
+    assert run_grid(grid).completed == ["minilm/sst2/seed1", "minilm/cola/seed1"]
+    assert run_grid(grid).skipped == ["minilm/sst2/seed1", "minilm/cola/seed1"]
+    monkeypatch.setenv("ADUE_FAKE_DATA_VERSION", "2")  # both datasets edited
+    again = run_grid(grid)
+    assert again.completed == ["minilm/sst2/seed1", "minilm/cola/seed1"] and not again.skipped
+    assert sorted(counter.read_text().splitlines()) == sorted(
+        ["minilm/sst2/seed1", "minilm/cola/seed1"] * 2)
+    cell = read_cell(cell_path(tmp_path / "res", "quick", "minilm", "sst2", 1))
+    assert cell["data"]["fingerprint"] == fake_pipeline.fingerprint_of("sst2")
+    assert any("other data" in w for w in cell["warnings"])  # the old run was moved aside
+
+
+def test_grid_checks_every_option_before_any_cell(monkeypatch, tmp_path):
+    counter = tmp_path / "count.txt"
+    monkeypatch.setenv("ADUE_FAKE_COUNTER", str(counter))
+    fake_pipeline.install(monkeypatch)
+    raw = dict(BASE, methods=["sr", "adue"], results_dir=str(tmp_path / "res"),
+               runs_dir=str(tmp_path / "runs"))
+    with pytest.raises(ValueError, match=r"'search' parameter of AdUE"):
+        run_grid(parse_grid_config(dict(raw, adue_search={"epoch": [1]})))
+    with pytest.raises(ValueError, match="'device'"):
+        run_grid(parse_grid_config(dict(raw, overrides={"device": "tpu"})))
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    with pytest.raises(NotADirectoryError, match="not a folder"):
+        run_grid(parse_grid_config(dict(raw, results_dir=str(tmp_path / "file"))))
+    assert not counter.exists() and not (tmp_path / "res").exists()
+
+
+def test_dry_run_shows_finished_and_changed_data(monkeypatch, tmp_path, capsys):
+    fake_pipeline.install(monkeypatch)
+    cfg = _toml(tmp_path / "g.toml", tmp_path / "res", tmp_path / "runs", seeds=[1])
+    assert main(["grid", str(cfg)]) == 0
+    capsys.readouterr()
+    assert main(["grid", str(cfg), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[:3] for line in out.splitlines()] == [
+        ["1/2", "minilm/sst2/seed1", "finished"], ["2/2", "minilm/cola/seed1", "finished"]]
+    monkeypatch.setenv("ADUE_FAKE_DATA_VERSION", "2")
+    assert main(["grid", str(cfg), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[2:4] for line in out.splitlines()] == [["to", "redo"]] * 2

@@ -14,9 +14,12 @@ from adue.metrics import (
     aurc,
     average_precision,
     brier_score,
+    ece_from_sums,
     evaluate,
     expected_calibration_error,
+    reliability_counts,
     reliability_curve,
+    risk_at_coverage,
     risk_coverage_curve,
     roc_auc,
 )
@@ -174,3 +177,48 @@ def test_accepts_bool_errors_and_torch():
     import torch
     res = evaluate(torch.tensor([0.2, 0.8, 0.5]), np.array([False, True, False]))
     assert res["roc_auc"] == 1.0
+
+
+# ------------------------------------------------------------------ curves stored in cells
+def test_risk_at_coverage_hand_case():
+    u = np.array([0.1, 0.2, 0.2, 0.9])
+    e = np.array([0, 1, 0, 1])
+    # k=1: 0/1; k=2: cuts the tie {0.2, 0.2} holding one error -> 0.5 expected errors / 2;
+    # k=3: 1/3; k=4: 2/4; k = 0.4 * 4 = 1.6: 0.3 expected errors (linear inside the tie) / 1.6
+    got = risk_at_coverage(u, e, [0.25, 0.5, 0.75, 1.0, 0.4, 0.1])
+    np.testing.assert_allclose(got, [0.0, 0.25, 1 / 3, 0.5, 0.3 / 1.6, 0.0])
+
+
+def test_risk_at_coverage_is_the_risk_coverage_curve_at_whole_k():
+    rng = np.random.default_rng(3)
+    u = np.round(rng.random(203), 2)  # many ties
+    e = (rng.random(203) < 0.3).astype(int)
+    cov, risk = risk_coverage_curve(u, e)
+    np.testing.assert_allclose(risk_at_coverage(u, e, cov), risk, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="'coverage'"):
+        risk_at_coverage(u, e, [1.5])
+
+
+def test_reliability_counts_hand_case_and_curve():
+    conf = np.array([0.0, 0.2, 0.21, 0.5, 0.99, 1.0])
+    correct = np.array([0, 1, 0, 1, 1, 1])
+    rel = reliability_counts(conf, correct, n_bins=5)  # bins (0, .2], (.2, .4], ... ; 0 -> bin 0
+    assert rel["n_bins"] == 5 and rel["count"] == [2, 1, 1, 0, 2]
+    np.testing.assert_allclose(rel["confidence_sum"], [0.2, 0.21, 0.5, 0.0, 1.99])
+    np.testing.assert_allclose(rel["correct_sum"], [1, 0, 1, 0, 2])
+    curve = reliability_curve(conf, correct, n_bins=5)  # the same bins, as means
+    np.testing.assert_array_equal(curve.count, rel["count"])
+    filled = curve.count > 0
+    np.testing.assert_allclose(curve.confidence[filled] * curve.count[filled],
+                               np.asarray(rel["confidence_sum"])[filled])
+
+
+def test_ece_from_sums_pools_bins_exactly():
+    rng = np.random.default_rng(5)
+    conf = rng.random(300)
+    correct = (rng.random(300) < conf).astype(int)
+    a, b = reliability_counts(conf[:100], correct[:100]), reliability_counts(conf[100:], correct[100:])
+    pooled = [np.add(a[k], b[k]) for k in ("count", "confidence_sum", "correct_sum")]
+    assert ece_from_sums(*pooled) == pytest.approx(expected_calibration_error(conf, correct), abs=1e-12)
+    # by hand: one bin of 4 rows, mean confidence 0.75, 2 correct -> |2 - 3| / 4
+    assert ece_from_sums([4], [3.0], [2.0]) == 0.25

@@ -16,10 +16,8 @@ from adue.runner import (
     SCHEMA_VERSION,
     cell_is_finished,
     cell_path,
-    find_data_dir,
+    check_cell,
     read_cell,
-    reliability_counts,
-    risk_at_coverage,
     run_cell,
 )
 from adue.variants import VARIANTS, get_variant, list_variants, resolve_variants
@@ -29,7 +27,7 @@ import fake_pipeline  # noqa: E402
 
 # A one-config AdUE "search" keeps the test fast; the variant table still asks for "paper".
 TINY_SEARCH = {"lr": [1e-2], "epochs": [2], "alpha": [0.1], "beta": [0.1]}
-METRICS = ("roc_auc", "pr_auc", "aurc", "ece", "brier")
+METRICS = ("roc_auc", "pr_auc", "aurc")
 
 
 @pytest.fixture
@@ -96,14 +94,17 @@ def test_cell_json_schema_and_values(fakes, tmp_path):
     assert sr["roc_auc"] == pytest.approx(roc_auc_score(errors, u_sr), abs=1e-12)
     assert sr["pr_auc"] == pytest.approx(average_precision_score(errors, u_sr), abs=1e-9)
     assert data["methods"]["adue_heldout"]["fit_split"] == "validation"
-    # ECE / Brier describe the classifier: identical for every variant
+    # ECE / Brier describe the classifier: stored once per cell, not per variant
     conf = test.probabilities().max(axis=1)
     brier = float(np.mean((conf - (1 - errors)) ** 2))
+    assert data["classifier"]["brier"] == pytest.approx(brier)
     for entry in data["methods"].values():
-        assert entry["metrics"]["brier"] == pytest.approx(brier)
-        assert entry["metrics"]["ece"] == pytest.approx(sr["ece"])
+        assert "ece" not in entry["metrics"] and "brier" not in entry["metrics"]
     # SR's own-score calibration equals the classifier's (1 - U_SR is the max softmax)
-    assert sr["ece_score"] == pytest.approx(sr["ece"])
+    assert sr["ece_score"] == pytest.approx(data["classifier"]["ece"])
+    assert sr["brier_score"] == pytest.approx(brier)
+    assert data["data"] == {"spec": "sst2", "name": "sst2",
+                            "fingerprint": fake_pipeline.fingerprint_of("sst2")}
     # curves: full coverage = test error rate; reliability counts cover the test rows
     curves = data["curves"]
     assert len(curves["coverage"]) == 100 and curves["coverage"][-1] == 1.0
@@ -173,8 +174,8 @@ def test_search_fallback_recorded_when_validation_has_no_errors(monkeypatch, tmp
 
     real = runner._extract
 
-    def no_val_errors(run_dir, data_dir, progress):
-        feats = real(run_dir, data_dir, progress)
+    def no_val_errors(run_dir, data_dir, progress, device=None):
+        feats = real(run_dir, data_dir, progress, device)
         v = feats["validation"]
         feats["validation"] = type(v)(z=v.z, logits=v.logits, labels=v.predictions())
         return feats
@@ -193,35 +194,6 @@ def test_unknown_variant_names(fakes, tmp_path):
         _run(tmp_path, methods=["sr", "nope"])
 
 
-def test_risk_at_coverage_hand_case():
-    u = np.array([0.1, 0.2, 0.2, 0.9])
-    e = np.array([0, 1, 0, 1])
-    # k=1: 0/1; k=2: cuts the tie {0.2, 0.2} holding one error -> 0.5 expected errors / 2;
-    # k=3: 1/3; k=4: 2/4
-    got = risk_at_coverage(u, e, np.array([0.25, 0.5, 0.75, 1.0]))
-    np.testing.assert_allclose(got, [0.0, 0.25, 1 / 3, 0.5])
-
-
-def test_reliability_counts_hand_case():
-    conf = np.array([0.0, 0.2, 0.21, 0.5, 0.99, 1.0])
-    correct = np.array([0, 1, 0, 1, 1, 1])
-    rel = reliability_counts(conf, correct, n_bins=5)  # bins (0, .2], (.2, .4], ... ; 0 -> bin 0
-    assert rel["count"] == [2, 1, 1, 0, 2]
-    np.testing.assert_allclose(rel["confidence_sum"], [0.2, 0.21, 0.5, 0.0, 1.99])
-    np.testing.assert_allclose(rel["correct_sum"], [1, 0, 1, 0, 2])
-
-
-def test_find_data_dir(tmp_path, monkeypatch):
-    monkeypatch.delenv("ADUE_DATA_DIR", raising=False)
-    (tmp_path / "shared" / "data").mkdir(parents=True)
-    repo = tmp_path / "repo" / "sub"
-    repo.mkdir(parents=True)
-    assert find_data_dir(start=repo) == str(tmp_path / "shared" / "data")
-    monkeypatch.setenv("ADUE_DATA_DIR", "/env/data")
-    assert find_data_dir(start=repo) == "/env/data"
-    assert find_data_dir("/explicit", start=repo) == "/explicit"
-
-
 def test_cli_run(fakes, tmp_path, capsys):
     args = ["run", "--dataset", "sst2", "--backbone", "minilm", "--seed", "2", "--profile", "quick",
             "--results", str(tmp_path / "res"), "--runs-dir", str(tmp_path / "runs"),
@@ -235,3 +207,297 @@ def test_cli_run(fakes, tmp_path, capsys):
     bad = args[:-3] + ["--methods", "sr,bogus"]
     assert main(bad) == 2
     assert "Valid variants: sr, entropy" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ issue 8 regressions
+def _user_folder(root: Path) -> Path:
+    folder = root / "mydata"
+    folder.mkdir(parents=True)
+    rows = "".join(f"text {i},{'pos' if i % 2 else 'neg'}\n" for i in range(20))
+    for split in ("train", "test"):
+        (folder / f"{split}.csv").write_text("text,label\n" + rows, encoding="utf-8")
+    return folder
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("form", ["path", "name=path"])
+def test_dataset_folder_is_never_written_into(fakes, tmp_path, form):
+    folder = _user_folder(tmp_path / "data")
+    before = _tree(tmp_path / "data")
+    spec = str(folder) if form == "path" else f"reviews={folder}"
+    name = "mydata" if form == "path" else "reviews"
+    args = ["run", "--dataset", spec, "--backbone", "minilm", "--seed", "1", "--profile", "quick",
+            "--results", str(tmp_path / "res"), "--runs-dir", str(tmp_path / "runs"),
+            "--methods", "sr", "--no-progress"]
+    assert main(args) == 0
+    assert _tree(tmp_path / "data") == before  # nothing written inside the data folder
+    data = read_cell(tmp_path / "res" / "quick" / "minilm" / name / "seed1.json")
+    assert data["cell"]["dataset"] == name
+    assert data["data"]["spec"] == spec and data["config"]["dataset"] == spec
+    assert (tmp_path / "runs" / "quick" / "minilm" / name / "seed1" / "COMPLETE").is_file()
+    assert sorted(p.name for p in (tmp_path / "res" / "quick" / "minilm").iterdir()) == [name]
+
+
+def test_changed_data_is_refused_or_retrained(fakes, tmp_path, monkeypatch, capsys):
+    counter = tmp_path / "count.txt"
+    monkeypatch.setenv("ADUE_FAKE_COUNTER", str(counter))
+    first = _run(tmp_path, methods="sr")
+    path = cell_path(tmp_path / "results", "quick", "minilm", "sst2", 1)
+    assert cell_is_finished(path, _cfg(), ["sr"], first["data"]["fingerprint"])
+    monkeypatch.setenv("ADUE_FAKE_DATA_VERSION", "2")  # "edit test.csv"
+    new_fp = fake_pipeline.fingerprint_of("sst2")
+    assert not cell_is_finished(path, _cfg(), ["sr"], new_fp)
+    with pytest.raises(ValueError, match=r"other data \(dataset fingerprint .* the data changed"
+                                         r".*adue run --replace-run"):
+        _run(tmp_path, methods="sr")
+    assert counter.read_text().splitlines() == ["minilm/sst2/seed1"]  # not reused, not retrained
+    args = ["run", "--dataset", "sst2", "--backbone", "minilm", "--seed", "1", "--profile", "quick",
+            "--results", str(tmp_path / "results"), "--runs-dir", str(tmp_path / "runs"),
+            "--methods", "sr", "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "other data" in err and "--replace-run" in err
+    assert read_cell(path) == first  # the refusal left the previous cell as it was
+    assert main(args + ["--replace-run"]) == 0
+    data = read_cell(path)
+    assert data["finetune_reused"] is False and data["data"]["fingerprint"] == new_fp
+    assert counter.read_text().splitlines() == ["minilm/sst2/seed1"] * 2
+    assert len(list((tmp_path / "runs" / "quick" / "minilm" / "sst2").glob("seed1.replaced-*"))) == 1
+
+
+def test_bad_options_fail_before_any_work(fakes, tmp_path, monkeypatch, capsys):
+    counter = tmp_path / "count.txt"
+    monkeypatch.setenv("ADUE_FAKE_COUNTER", str(counter))
+    with pytest.raises(ValueError, match=r"'search' parameter of AdUE .* \['lrr'\]"):
+        _run(tmp_path, methods="sr,adue", adue_search={"lrr": [1e-3]})
+    with pytest.raises(ValueError, match="'device'"):
+        _run(tmp_path, _cfg(device="cuda:7"), methods="sr")
+    base = ["run", "--dataset", "sst2", "--backbone", "minilm", "--seed", "1", "--profile", "quick",
+            "--results", str(tmp_path / "res"), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]
+    assert main(base + ["--methods", "adue", "--adue-search", '{"lrr": [0.001]}']) == 2
+    assert "lrr" in capsys.readouterr().err
+    assert main(["demo", "--metric", "auroc", "--results", str(tmp_path / "res"),
+                 "--runs-dir", str(tmp_path / "runs"), "--report", str(tmp_path / "r.md"),
+                 "--plots", str(tmp_path / "plots")]) == 2
+    assert "'metric'" in capsys.readouterr().err
+    assert not counter.exists() and not (tmp_path / "runs").exists()
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_unwritable_outputs_fail_first_in_one_line(fakes, tmp_path, monkeypatch, capsys):
+    import errno
+    import tempfile
+
+    counter = tmp_path / "count.txt"
+    monkeypatch.setenv("ADUE_FAKE_COUNTER", str(counter))
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    base = ["run", "--dataset", "sst2", "--backbone", "minilm", "--seed", "1", "--profile", "quick",
+            "--runs-dir", str(tmp_path / "runs"), "--methods", "sr", "--no-progress"]
+    assert main(base + ["--results", str(tmp_path / "afile" / "res")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a folder" in err and "afile is a file" in err
+    assert main(["report", str(FIXTURE_CELLS), "-o", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["report", str(FIXTURE_CELLS), "--plots", str(tmp_path / "afile")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert not counter.exists()
+
+    def read_only(*a, **k):  # root ignores permission bits: simulate a read-only file system
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    assert main(base + ["--results", str(tmp_path / "ro")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"adue: error: Cannot write to the results folder {tmp_path / 'ro'}: Read-only file system\n"
+    assert not counter.exists()
+    monkeypatch.undo()
+    fake_pipeline.install(monkeypatch)
+
+    import adue.runner as runner
+
+    def disk_full(path, obj, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(runner, "atomic_write_json", disk_full)
+    assert main(base + ["--results", str(tmp_path / "full")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err
+
+
+FIXTURE_CELLS = Path(__file__).parent / "fixtures" / "cells"
+
+
+def test_not_applicable_variant_is_recorded_not_run(fakes, tmp_path, monkeypatch):
+    from dataclasses import dataclass
+
+    import adue.variants as variants
+    from adue.methods import method_class
+    from adue.report import build_report, load_results
+
+    @dataclass(frozen=True)
+    class TwoLayerOnly(variants.Variant):
+        def unavailable_reason(self, head):
+            layers = sum(1 for m in head.modules() if type(m).__name__ == "Linear")
+            return None if layers >= 2 else f"needs a two-layer head (this one has {layers})"
+
+    calls = []
+    monkeypatch.setattr(method_class("md"), "fit", lambda self, *a: calls.append(a))
+    monkeypatch.setitem(variants.VARIANTS, "md_sn", TwoLayerOnly("md_sn", "md", label="MD SN"))
+    data = _run(tmp_path, methods="sr,md_sn")
+    entry = data["methods"]["md_sn"]
+    assert entry == {"status": "not_applicable", "method": "md", "fit_split": "train",
+                     "reason": "needs a two-layer head (this one has 1)"}
+    assert calls == [] and "md_sn" not in data["curves"]["risk"]
+    assert data["status"] == "complete"
+    path = cell_path(tmp_path / "results", "quick", "minilm", "sst2", 1)
+    assert cell_is_finished(path, _cfg(), ["sr", "md_sn"])
+    text = build_report(load_results(tmp_path / "results"), metrics="roc_auc")
+    assert "Variant `md_sn` not applicable: needs a two-layer head (this one has 1)" in text
+    assert "failed" not in text
+
+
+def test_device_is_resolved_and_passed_to_adue(fakes, tmp_path):
+    from adue.device import resolve_device
+
+    data = _run(tmp_path, methods="sr,adue")
+    assert data["device"] == str(resolve_device("auto"))
+    assert data["methods"]["adue"]["params"]["device"] == data["device"]
+    data = _run(tmp_path, _cfg(device="cpu"), methods="adue")  # device alone: same run reused
+    assert data["finetune_reused"] is True and data["methods"]["adue"]["params"]["device"] == "cpu"
+
+
+def test_schema_1_cells_still_read(tmp_path):
+    old = json.loads((FIXTURE_CELLS / "cpu" / "minilm" / "sst2" / "seed1.json").read_text())
+    assert old["schema_version"] == 1
+    data = read_cell(FIXTURE_CELLS / "cpu" / "minilm" / "sst2" / "seed1.json")
+    assert data["schema_version"] == SCHEMA_VERSION == 2 and data["upgraded_from"] == 1
+    first_ok = next(e for e in old["methods"].values() if e["status"] == "ok")
+    assert data["classifier"] == {"ece": first_ok["metrics"]["ece"],
+                                  "brier": first_ok["metrics"]["brier"]}
+    assert check_cell({"schema_version": 3, "cell": {}})[1].startswith("schema_version 3")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema_version": 2}', encoding="utf-8")
+    with pytest.raises(ValueError, match="not a usable adue cell result: no 'cell'"):
+        read_cell(bad)
+
+
+def test_verbosity_levels():
+    import logging
+
+    for argv, level in ((["methods"], logging.WARNING), (["-v", "methods"], logging.INFO),
+                        (["-vv", "methods"], logging.DEBUG), (["-vvv", "methods"], logging.DEBUG)):
+        assert main(argv) == 0
+        assert logging.getLogger("adue").level == level, argv
+
+
+def test_missing_subcommand_module_fails_loudly(monkeypatch):
+    import adue.cli as cli
+
+    monkeypatch.setattr(cli, "_SUBCOMMANDS", cli._SUBCOMMANDS + ("adue.cli.not_there_cmd",))
+    with pytest.raises(ModuleNotFoundError, match="not_there_cmd"):
+        cli.build_parser()
+
+
+def test_demo_prints_a_short_summary_and_writes_the_report(fakes, tmp_path, capsys):
+    import adue.runner as runner
+
+    real = runner.run_cell
+    fakes.setattr(runner, "run_cell", lambda *a, **k: real(*a, **dict(k, methods="sr,md_l2,adue",
+                                                                         adue_search=TINY_SEARCH)))
+    report, plots = tmp_path / "out" / "report.md", tmp_path / "out" / "plots"
+    assert main(["demo", "--results", str(tmp_path / "res"), "--runs-dir", str(tmp_path / "runs"),
+                 "--report", str(report), "--plots", str(plots), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    data = read_cell(cell_path(tmp_path / "res", "quick", "minilm", "sst2", 1))
+    m = data["methods"]
+    lines = out.splitlines()
+    assert len(lines) <= 12, out  # not the whole report
+    assert lines[0].endswith(f"test accuracy {100 * data['accuracy']['test']:.1f}")
+    assert lines[1].split() == ["variant", "ROC-AUC", "AURC"]
+    sr = m["sr"]["metrics"]
+    assert ["sr", f"{100 * sr['roc_auc']:.1f}", f"{100 * sr['aurc']:.1f}"] in [x.split() for x in lines]
+    d_roc = 100 * (m["adue"]["metrics"]["roc_auc"] - sr["roc_auc"])
+    d_aurc = 100 * (m["adue"]["metrics"]["aurc"] - sr["aurc"])
+    assert f"AdUE vs SR: ROC-AUC {d_roc:+.1f}, AURC {d_aurc:+.1f}" in out
+    assert f"full report: {report}" in out and f"plots (2): {plots}" in out
+    assert report.read_text(encoding="utf-8").startswith("# adue results: `res`")
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "reliability_quick_minilm_sst2.png", "risk_coverage_quick_minilm_sst2.png"]
+
+
+# ------------------------------------------------------------------ the real pipeline
+def _softmax_response(logits: np.ndarray) -> np.ndarray:
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return 1.0 - (p / p.sum(axis=1, keepdims=True)).max(axis=1)
+
+
+def _check_real_cell(data: dict, rows: dict) -> None:
+    """Every variant ran on real features; SR equals scikit-learn on the extracted logits."""
+    from adue.extract import extract
+
+    assert data["status"] == "complete" and data["n_rows"] == rows
+    assert data["accuracy"]["test"] > 0.6  # it learned (chance: 0.5)
+    assert list(data["methods"]) == list_variants()
+    for name, entry in data["methods"].items():
+        assert entry["status"] == "ok", (name, entry.get("error"))
+        assert 0.0 <= entry["metrics"]["roc_auc"] <= 1.0, name
+    assert len(data["data"]["fingerprint"]) == 64
+    test = extract(data["run_dir"], splits=("test",))["test"]  # the features file written
+    errors = (test.logits.argmax(axis=1) != test.labels).astype(int)
+    assert data["n_errors"]["test"] == int(errors.sum()) > 0
+    assert data["methods"]["sr"]["metrics"]["roc_auc"] == pytest.approx(
+        roc_auc_score(errors, _softmax_response(test.logits)), abs=1e-9)
+
+
+def test_real_run_cell_on_minilm(require_minilm, tmp_path, tmp_path_factory):
+    """Not faked: the session's MiniLM run on 400 SST-2 rows (trained once, shared with
+    test_finetune / test_extract) copied into a runs folder, then run_cell: real extraction,
+    every variant, the cell JSON."""
+    import shutil
+
+    from _pipeline import data_dir, minilm_config, minilm_run
+
+    cfg = minilm_config()
+    run_dir = tmp_path / "runs" / "quick" / "minilm" / "sst2" / "seed1"
+    shutil.copytree(minilm_run(tmp_path_factory), run_dir)
+    record = run_cell(cfg, tmp_path / "res", runs_dir=tmp_path / "runs", data_dir=data_dir(),
+                      adue_search=TINY_SEARCH, progress=False)
+    data = read_cell(cell_path(tmp_path / "res", "quick", "minilm", "sst2", 1))
+    assert data == json.loads(json.dumps(record)) and data["finetune_reused"] is True
+    _check_real_cell(data, {"train": 400, "validation": 200, "test": 200})
+
+
+@pytest.mark.slow
+def test_real_run_cell_fine_tunes_minilm(require_minilm, tmp_path):
+    """Not faked, fine-tuning included: MiniLM on 320 SST-2 rows (98 s of CPU on 2 threads)."""
+    from _pipeline import data_dir, minilm_config
+
+    cfg = minilm_config(max_train=320, max_val=120, max_test=150, max_length=64, device="cpu")
+    record = run_cell(cfg, tmp_path / "res", runs_dir=tmp_path / "runs", data_dir=data_dir(),
+                      adue_search=TINY_SEARCH, progress=False)
+    assert record["finetune_reused"] is False
+    _check_real_cell(record, {"train": 320, "validation": 120, "test": 150})
+    again = run_cell(cfg, tmp_path / "res", runs_dir=tmp_path / "runs", data_dir=data_dir(),
+                     methods="sr", progress=False)
+    assert again["finetune_reused"] is True
+    assert again["methods"]["sr"]["metrics"] == record["methods"]["sr"]["metrics"]
+
+
+def test_needs_minilm_fails_never_skips(monkeypatch):
+    import _pipeline
+
+    monkeypatch.setattr(_pipeline, "minilm_installed", lambda: False)
+    with pytest.raises(pytest.fail.Exception, match="MiniLM backbone not installed.*make install"):
+        _pipeline.check_minilm()
+
+
+def test_run_passes_column_options_into_the_config(fakes, tmp_path):
+    args = ["run", "--dataset", "sst2", "--backbone", "minilm", "--seed", "1", "--profile", "quick",
+            "--results", str(tmp_path / "res"), "--runs-dir", str(tmp_path / "runs"),
+            "--methods", "sr", "--no-progress", "--text-column", "sentence", "--label-column", "category"]
+    assert main(args) == 0
+    config = read_cell(tmp_path / "res" / "quick" / "minilm" / "sst2" / "seed1.json")["config"]
+    assert (config["text_column"], config["label_column"]) == ("sentence", "category")

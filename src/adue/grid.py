@@ -8,7 +8,7 @@ The grid is described by a TOML file (read with :mod:`tomllib`)::
     seeds = [1, 2, 3, 4, 5]
     results_dir = "results"        # relative paths: relative to the current directory
     runs_dir = "runs"              # optional; default "runs" beside results_dir
-    data_dir = "../shared/data"    # optional; default $ADUE_DATA_DIR or a shared/data folder found upwards
+    data_dir = "../shared/data"    # optional; default adue.data.resolve_data_dir ($ADUE_DATA_DIR, shared/data upwards, ...)
     methods = ["sr", "adue"]       # optional subset of variants; default all
 
     [overrides]                    # optional RunConfig fields for every cell
@@ -21,8 +21,9 @@ Each cell is one :func:`adue.runner.run_cell`; its JSON is written atomically at
 grid killed at any moment (even SIGKILL) loses at most the cell in flight. Running the grid
 again skips finished cells (complete JSON with the same resolved config and all variants) and
 retries failed ones; fine-tuned run folders are reused by the runner. A cell whose resolved
-config changed (e.g. an edited profile) is redone: its old run folder is moved aside to
-``<run folder>.replaced-<time>`` and its JSON replaced.
+config changed (e.g. an edited profile) or whose data changed (another dataset fingerprint) is
+redone: its old run folder is moved aside to ``<run folder>.replaced-<time>`` and its JSON
+replaced. Every cell's options and the results folder are checked before the first cell runs.
 """
 
 from __future__ import annotations
@@ -41,12 +42,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from adue.runner import cell_is_finished, cell_path, find_data_dir, run_cell
+from adue.outputs import check_output_dir
+from adue.runner import cell_is_finished, cell_path_for, check_run_options, run_cell
 from adue.variants import list_variants, resolve_variants
 
 __all__ = [
     "GridConfig", "GridCell", "load_grid_config", "grid_cells", "run_grid", "GridSummary",
-    "PlannedCell", "plan_cells", "run_one_cell",
+    "PlannedCell", "plan_cells", "run_one_cell", "cell_status", "cell_fingerprint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -259,6 +261,41 @@ def remove_stale_temp_files(results_dir: Path, older_than_s: float = 600.0) -> l
     return removed
 
 
+def _checked_configs(grid: GridConfig, cells: list[GridCell]) -> list[Any]:
+    """Every cell's resolved config, options checked, results folder writable: before any work."""
+    configs = [_resolve(grid, cell) for cell in cells]
+    for cfg in configs:
+        check_run_options(cfg, grid.methods, grid.adue_search)
+    check_output_dir(grid.results_dir, "results")
+    return configs
+
+
+def cell_fingerprint(cfg: Any, data_dir: str | None, cache: dict) -> str:
+    """The data fingerprint of ``cfg``'s cell (cached: the seeds of a dataset share its rows)."""
+    from adue.runner import data_fingerprint
+
+    key = (cfg.dataset, cfg.max_train, cfg.max_val, cfg.max_test, cfg.split_seed,
+           cfg.subsample_seed, getattr(cfg, "text_column", None), getattr(cfg, "label_column", None))
+    if key not in cache:
+        cache[key] = data_fingerprint(cfg, data_dir)
+    return cache[key]
+
+
+def cell_status(grid: GridConfig, cfg: Any, fingerprints: dict) -> tuple[Path, bool]:
+    """``(cell JSON path, finished)`` of the cell ``cfg``: finished = a complete JSON for the same
+    config, covering the grid's variants, made from the same data (``fingerprints``: a cache
+    shared over the grid's cells). Data that cannot be read counts as not finished (the run
+    records why)."""
+    path = cell_path_for(grid.results_dir, cfg)
+    variant_names = list(grid.methods) if grid.methods else list_variants()
+    try:
+        fingerprint = cell_fingerprint(cfg, grid.data_dir, fingerprints)
+    except Exception as exc:  # noqa: BLE001 - unreadable data: the runner records the failure
+        logger.debug("fingerprint of %s failed: %s", path, exc)
+        return path, False
+    return path, cell_is_finished(path, cfg, variant_names, fingerprint)
+
+
 def run_grid(
     grid: GridConfig,
     *,
@@ -275,13 +312,12 @@ def run_grid(
     cells = grid_cells(grid)
     total = len(cells)
     summary = GridSummary(total=total)
-    data_dir = find_data_dir(grid.data_dir)
-    variant_names = list(grid.methods) if grid.methods else list_variants()
+    data_dir = grid.data_dir
     t0 = time.perf_counter()
     done = 0
-    # Resolve every cell first: a bad override fails before any work is done.
-    configs = [_resolve(grid, cell) for cell in cells]
+    configs = _checked_configs(grid, cells)  # a bad option fails before any work is done
     remove_stale_temp_files(Path(grid.results_dir))
+    fingerprints: dict = {}
 
     def emit(event: str, cell: GridCell, index: int, **extra: Any) -> None:
         info = {"event": event, "cell": cell.label(), "index": index, "total": total,
@@ -290,17 +326,16 @@ def run_grid(
             callback(info)
 
     for index, (cell, cfg) in enumerate(zip(cells, configs, strict=True), start=1):
-        path = cell_path(grid.results_dir, grid.profile, cell.backbone, cell.dataset, cell.seed)
-        config = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
-        if cell_is_finished(path, config, variant_names):
+        path, finished = cell_status(grid, cfg, fingerprints)
+        if finished:
             done += 1
             summary.skipped.append(cell.label())
             logger.info("[%d/%d] %s: finished before, skipped", done, total, cell.label())
             emit("skip", cell, index)
             continue
         if path.exists():
-            logger.info("[%d/%d] %s: redoing (failed, changed config or missing variants)",
-                        done, total, cell.label())
+            logger.info("[%d/%d] %s: redoing (failed, changed config or data, or missing "
+                        "variants)", done, total, cell.label())
         logger.info("[%d/%d done] cell %d/%d %s: start", done, total, index, total, cell.label())
         emit("cell_start", cell, index)
 

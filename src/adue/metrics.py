@@ -22,9 +22,12 @@ __all__ = [
     "aurc",
     "average_precision",
     "brier_score",
+    "ece_from_sums",
     "evaluate",
     "expected_calibration_error",
+    "reliability_counts",
     "reliability_curve",
+    "risk_at_coverage",
     "risk_coverage_curve",
     "roc_auc",
 ]
@@ -147,6 +150,27 @@ def risk_coverage_curve(uncertainty: Any, errors: Any) -> tuple[np.ndarray, np.n
     return k / n, cum_errors / k
 
 
+def risk_at_coverage(uncertainty: Any, errors: Any, coverage: Any) -> np.ndarray:
+    """Selective risk of :func:`risk_coverage_curve` at arbitrary ``coverage`` fractions.
+
+    ``risk(c) = E[errors among the k = max(c n, 1) least uncertain rows] / k``: the expected
+    error count is :func:`risk_coverage_curve`'s at whole ``k`` and linear in between (inside a
+    tie group it grows linearly anyway). Returns shape ``(len(coverage),)``.
+    """
+    cov = np.asarray(coverage, dtype=np.float64)
+    if cov.ndim != 1 or cov.size == 0 or cov.min() < 0.0 or cov.max() > 1.0:
+        raise ValueError(
+            "The 'coverage' argument must be a non-empty 1-D array of fractions in [0, 1]. "
+            f"Got {coverage!r} instead."
+        )
+    frac, risk = risk_coverage_curve(uncertainty, errors)
+    n = frac.size
+    k_whole = np.arange(0, n + 1, dtype=np.float64)
+    cum_errors = np.r_[0.0, risk * k_whole[1:]]
+    k = np.maximum(cov * n, 1.0)
+    return np.interp(k, k_whole, cum_errors) / k
+
+
 def aurc(uncertainty: Any, errors: Any) -> float:
     """Area under the risk-coverage curve, in ``[0, 1]``, lower is better.
 
@@ -174,6 +198,15 @@ def reliability_curve(confidence: Any, correct: Any, n_bins: int = 15) -> Reliab
     ``correct`` is 1 where the prediction is right.
     """
     _check_n_bins(n_bins, "reliability_curve")
+    edges, count, sum_conf, sum_corr = _reliability_sums(confidence, correct, n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.where(count > 0, sum_conf / count, np.nan)
+        acc = np.where(count > 0, sum_corr / count, np.nan)
+    return ReliabilityCurve(edges, mean_conf, acc, count)
+
+
+def _reliability_sums(confidence: Any, correct: Any, n_bins: int):
+    """``(edges, count, confidence sum, correct sum)`` per bin of :func:`reliability_curve`."""
     conf = _probability(confidence, "confidence")
     corr = _binary(correct, "correct", conf.size)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
@@ -181,20 +214,39 @@ def reliability_curve(confidence: Any, correct: Any, n_bins: int = 15) -> Reliab
     count = np.bincount(idx, minlength=n_bins)
     sum_conf = np.bincount(idx, weights=conf, minlength=n_bins)
     sum_corr = np.bincount(idx, weights=corr.astype(np.float64), minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_conf = np.where(count > 0, sum_conf / count, np.nan)
-        acc = np.where(count > 0, sum_corr / count, np.nan)
-    return ReliabilityCurve(edges, mean_conf, acc, count)
+    return edges, count, sum_conf, sum_corr
+
+
+def reliability_counts(confidence: Any, correct: Any, n_bins: int = 15) -> dict[str, Any]:
+    """The bins of :func:`reliability_curve` as sums, JSON-ready (several seeds pool exactly).
+
+    Returns ``{"n_bins", "count", "confidence_sum", "correct_sum"}`` with lists of length
+    ``n_bins``: rows per bin, the sum of their confidences and the number of them correct.
+    """
+    _check_n_bins(n_bins, "reliability_counts")
+    _, count, sum_conf, sum_corr = _reliability_sums(confidence, correct, n_bins)
+    return {
+        "n_bins": int(n_bins),
+        "count": count.astype(int).tolist(),
+        "confidence_sum": sum_conf.tolist(),
+        "correct_sum": sum_corr.tolist(),
+    }
 
 
 def expected_calibration_error(confidence: Any, correct: Any, n_bins: int = 15) -> float:
     """``ECE = sum_b (n_b / n) |accuracy_b - confidence_b|`` over the bins of
     :func:`reliability_curve` (empty bins contribute 0)."""
-    curve = reliability_curve(confidence, correct, n_bins)
-    filled = curve.count > 0
-    n = curve.count.sum()
-    gaps = np.abs(curve.accuracy[filled] - curve.confidence[filled])
-    return float(np.sum(curve.count[filled] / n * gaps))
+    _check_n_bins(n_bins, "expected_calibration_error")
+    _, count, sum_conf, sum_corr = _reliability_sums(confidence, correct, n_bins)
+    return ece_from_sums(count, sum_conf, sum_corr)
+
+
+def ece_from_sums(count: Any, confidence_sum: Any, correct_sum: Any) -> float:
+    """ECE of binned sums (e.g. :func:`reliability_counts`, or several of them added up):
+    ``sum_b (n_b / n) |correct_b / n_b - confidence_b / n_b| = sum_b |correct_b - confidence_b| / n``."""
+    count = np.asarray(count, dtype=np.float64)
+    gaps = np.abs(np.asarray(correct_sum, dtype=np.float64) - np.asarray(confidence_sum, dtype=np.float64))
+    return float(gaps.sum() / count.sum())
 
 
 def brier_score(confidence: Any, correct: Any) -> float:

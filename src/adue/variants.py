@@ -184,12 +184,13 @@ def variant_params(variant: Variant, *, seed: int, head: Any = None, search: Any
     """Constructor parameters of ``variant`` for one cell.
 
     Adds the cell's ``seed`` (``seed`` for AdUE, ``random_state`` for RDE), the fine-tuned
-    ``head`` for AdUE variants, an optional replacement for the AdUE ``search`` grid and the
+    ``head`` for the variants that need it (``needs_head``: AdUE, head-feature variants), an optional replacement for the AdUE ``search`` grid and the
     AdUE ``device``.
     """
     params = dict(variant.params)
-    if variant.method == "adue":
+    if variant.needs_head:
         params["head"] = head
+    if variant.method == "adue":
         params["seed"] = int(seed)
         if search is not None:
             params["search"] = search

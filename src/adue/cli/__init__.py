@@ -12,8 +12,8 @@ import importlib
 import logging
 import sys
 
-# Subcommand modules, in the order shown by ``adue --help``. Missing modules are skipped so
-# the CLI keeps working while a subcommand is being built.
+# Subcommand modules, in the order shown by ``adue --help``. A missing module is a bug: the
+# import fails loudly.
 _SUBCOMMANDS = (
     "adue.cli.backbones_cmd",
     "adue.cli.finetune_cmd",
@@ -31,24 +31,27 @@ def build_parser() -> argparse.ArgumentParser:
         prog="adue",
         description="Uncertainty for LoRA-fine-tuned transformer classifiers (AdUE and baselines).",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0,
+        help="more logging: default warnings only (and progress bars), -v info, -vv debug",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod_name in _SUBCOMMANDS:
-        try:
-            mod = importlib.import_module(mod_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == mod_name:
-                continue
-            raise
-        mod.add_parser(sub)
+        importlib.import_module(mod_name).add_parser(sub)
     return parser
+
+
+def log_level(verbose: int) -> int:
+    """Logging level for ``-v`` given ``verbose`` times: WARNING, INFO (-v), DEBUG (-vv)."""
+    return (logging.WARNING, logging.INFO, logging.DEBUG)[min(max(int(verbose), 0), 2)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
+    level = log_level(args.verbose)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("adue").setLevel(level)  # also when logging was configured before
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, TypeError) as exc:
+    except (ValueError, TypeError, OSError) as exc:  # bad input, or the OS refused (one line)
         if args.verbose >= 2:
             raise
         print(f"adue: error: {exc}", file=sys.stderr)

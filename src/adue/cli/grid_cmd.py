@@ -29,31 +29,42 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def _dry_run(grid) -> int:
+    from adue.grid import _resolve, cell_status, grid_cells
+
+    cells = grid_cells(grid)
+    cache: dict = {}
+    for i, cell in enumerate(cells, 1):
+        path, finished = cell_status(grid, _resolve(grid, cell), cache)
+        state = "finished" if finished else ("to redo" if path.exists() else "to run")
+        print(f"{i:3d}/{len(cells)} {cell.label():32s} {state:9s} {path}")
+    return 0
+
+
+def _print_progress(event: dict) -> None:
+    """One stderr line per finished or skipped cell (INFO logging, -v, says more)."""
+    if event["event"] == "skip":
+        print(f"[{event['done']}/{event['total']}] {event['cell']}: finished before, skipped",
+              file=sys.stderr)
+    elif event["event"] == "cell_end":
+        print(f"[{event['done']}/{event['total']}] {event['cell']}: {event['status']}", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> int:
     from adue.executors import execute_grid
     from adue.executors.cli import executor_from_args, print_submission
-    from adue.grid import GridSummary, _resolve, grid_cells, load_grid_config
-    from adue.runner import cell_is_finished, cell_path
-    from adue.variants import list_variants
+    from adue.grid import GridSummary, load_grid_config
 
     grid = load_grid_config(
         args.config, results_dir=args.results, runs_dir=args.runs_dir, data_dir=args.data_dir
     )
-    cells = grid_cells(grid)
     executor = executor_from_args(grid, args)
     if args.dry_run:
-        names = list(grid.methods) if grid.methods else list_variants()
-        for i, cell in enumerate(cells, 1):
-            cfg = _resolve(grid, cell)
-            path = cell_path(grid.results_dir, grid.profile, cell.backbone, cell.dataset, cell.seed)
-            state = "finished" if cell_is_finished(path, cfg.to_dict(), names) else (
-                "to redo" if path.exists() else "to run")
-            print(f"{i:3d}/{len(cells)} {cell.label():32s} {state:9s} {path}")
-        return 0
-    print(f"grid {grid.source}: {len(cells)} cells (profile {grid.profile}), results in "
+        return _dry_run(grid)
+    print(f"grid {grid.source}: {grid.n_cells} cells (profile {grid.profile}), results in "
           f"{grid.results_dir}, runs in {grid.runs_dir}, executor {executor.name}",
           file=sys.stderr)
-    summary = execute_grid(grid, executor, wait=args.wait, progress=args.progress)
+    summary = execute_grid(grid, executor, wait=args.wait, progress=args.progress, callback=_print_progress)
     if not isinstance(summary, GridSummary):  # slurm without --wait: submitted, not finished
         print_submission(summary, args.config)
         return 0

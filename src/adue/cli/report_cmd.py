@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from pathlib import Path
 
 #: In a file written with ``--output``, everything after this line is kept on regeneration
 #: (hand-written analysis under the generated tables).
@@ -57,28 +56,31 @@ def _with_command(text: str, args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from adue.report import build_report, load_results, write_plots
-    from adue.runner import write_text_atomic
+    from adue._atomic import atomic_write_text
+    from adue.outputs import check_output_dir, check_output_file
+    from adue.report import build_report, check_metrics, load_results, write_plots
 
+    check_metrics(args.metric)  # every option and output path checked before any work
+    out = check_output_file(args.output, "--output") if args.output else None
+    plots = check_output_dir(args.plots, "--plots") if args.plots else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rs = load_results(args.results)
     for w in caught:
         print(f"adue: warning: {w.message}", file=sys.stderr)
     text = build_report(rs, fmt=args.fmt, metrics=args.metric, paper=args.paper)
-    if args.output:
-        out = Path(args.output)
+    if out is not None:
         if args.fmt == "md":
             text = _with_command(text, args)
         if args.fmt == "md" and out.is_file():
             old = out.read_text(encoding="utf-8")
             if HAND_MARKER in old:
                 text = text.rstrip("\n") + "\n\n" + HAND_MARKER + old.split(HAND_MARKER, 1)[1]
-        write_text_atomic(text, out)
+        atomic_write_text(out, text)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
-    if args.plots:
-        paths = write_plots(rs, args.plots)
+    if plots is not None:
+        paths = write_plots(rs, plots)
         print(f"wrote {len(paths)} plot(s) to {args.plots}", file=sys.stderr)
     return 0

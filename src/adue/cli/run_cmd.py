@@ -5,21 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-# RunConfig fields set by their own options, and the one never offered on the command line
-# (remote code stays off).
-_FIXED = ("dataset", "backbone", "seed", "profile", "trust_remote_code")
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value: JSON literal (``2000``, ``5e-4``, ``true``, ``null``) or a string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+from adue.cli._config_options import add_config_options, config_overrides
+from adue.cli._options import add_data_options
 
 
 def parse_search(text: str | None) -> Any:
@@ -39,22 +29,11 @@ def parse_search(text: str | None) -> Any:
     return value
 
 
-def add_config_options(p: argparse.ArgumentParser) -> None:
-    """One ``--<field>`` option per overridable :class:`adue.config.RunConfig` field."""
-    from adue.config import RunConfig
-
-    group = p.add_argument_group("run config overrides (default: the profile's values)")
-    for f in fields(RunConfig):
-        if f.name in _FIXED:
-            continue
-        group.add_argument(
-            "--" + f.name.replace("_", "-"), dest=f"cfg_{f.name}", type=parse_value, default=None,
-            metavar="V", help=f"{f.name} ({f.type})",
-        )
-
-
-def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+def failure_line(record: dict, path: Any, what: str) -> str:
+    """``adue: error: <what> failed in <stage>: <type>: <message> (recorded in <path>)``."""
+    err = record.get("error") or {}
+    return (f"adue: error: {what} failed in {err.get('stage')}: {err.get('type')}: "
+            f"{err.get('message')} (recorded in {path})")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -62,21 +41,22 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "run",
         help="one cell: fine-tune, extract, score every method variant, write the cell JSON",
         description=(
-            "Fine-tune (or reuse a finished run folder with the same resolved config), extract "
-            "features, fit and evaluate every method variant, and write "
-            "RESULTS/<profile>/<backbone>/<dataset>/seed<S>.json atomically."
+            "Fine-tune (or reuse a finished run folder with the same resolved config and data), "
+            "extract features, fit and evaluate every method variant, and write "
+            "RESULTS/<profile>/<backbone>/<dataset name>/seed<S>.json atomically. Every option "
+            "is checked before any work starts."
         ),
     )
-    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset", required=True,
+                   help="a named dataset, or a user folder as PATH or NAME=PATH (results and runs "
+                        "are filed under its name, never inside the folder)")
     p.add_argument("--backbone", required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--profile", default="cpu")
     p.add_argument("--results", required=True, metavar="DIR", help="results folder")
     p.add_argument("--runs-dir", metavar="DIR",
                    help="root of the fine-tuned run folders (default: 'runs' beside --results)")
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="datasets folder (default: $ADUE_DATA_DIR, else a shared/data folder "
-                        "found in the current directory or above)")
+    add_data_options(p)  # --data-dir, --text-column, --label-column
     from adue.variants import list_variants
 
     p.add_argument("--methods", metavar="A,B",
@@ -84,6 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         + ", ".join(list_variants()) + ")")
     p.add_argument("--adue-search", metavar="SPEC",
                    help="AdUE hyper-parameter grid: 'paper' (default) or a JSON object")
+    p.add_argument("--replace-run", action="store_true",
+                   help="if the run folder holds a run with another config or trained on data "
+                        "that has changed since, move it aside and train anew (default: refuse)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_config_options(p)
     p.set_defaults(func=_run)
@@ -92,46 +75,46 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from adue.config import resolve_config
-    from adue.runner import cell_path, find_data_dir, run_cell
-    from adue.variants import resolve_variants
+    from adue.runner import cell_path_for, run_cell
 
-    methods = [v.name for v in resolve_variants(args.methods)]
     cfg = resolve_config(
         dataset=args.dataset, backbone=args.backbone, seed=args.seed, profile=args.profile,
         **config_overrides(args),
     )
     record = run_cell(
-        cfg, args.results, runs_dir=args.runs_dir, data_dir=find_data_dir(args.data_dir),
-        methods=methods, adue_search=parse_search(args.adue_search),
-        progress=not args.no_progress, raise_on_error=False,
+        cfg, args.results, runs_dir=args.runs_dir, data_dir=args.data_dir,
+        methods=args.methods, adue_search=parse_search(args.adue_search),
+        progress=not args.no_progress, raise_on_error=False, replace_stale_run=args.replace_run,
     )
-    path = cell_path(args.results, cfg.profile, cfg.backbone, cfg.dataset, cfg.seed)
+    path = cell_path_for(args.results, cfg)
     if record["status"] != "complete":
-        err = record.get("error") or {}
-        print(f"adue: error: cell failed in {err.get('stage')}: {err.get('type')}: "
-              f"{err.get('message')} (recorded in {path})", file=sys.stderr)
+        print(failure_line(record, path, "cell"), file=sys.stderr)
         return 1
     print(summary_table(record))
     print(f"wrote {Path(path)}")
     return 0
 
 
-def summary_table(record: dict) -> str:
-    """A short plain-text table of one cell: variant, ROC-AUC, PR-AUC, AURC (x 100)."""
+def _pct(x: Any) -> str:
+    return "     n/a" if x is None else f"{100 * x:8.1f}"
+
+
+_HEADERS = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "aurc": "AURC"}
+
+
+def summary_table(record: dict, metrics: tuple[str, ...] = ("roc_auc", "pr_auc", "aurc")) -> str:
+    """A short plain-text table of one cell: variant and ``metrics`` (x 100)."""
+    cell = record["cell"]
     lines = [
-        f"{record['cell']['backbone']} / {record['cell']['dataset']} / seed {record['cell']['seed']}"
-        f" ({record['cell']['profile']}): test accuracy "
-        f"{100 * (record['accuracy'].get('test') or float('nan')):.1f}",
-        f"{'variant':18s} {'ROC-AUC':>8s} {'PR-AUC':>8s} {'AURC':>8s}",
+        f"{cell['backbone']} / {cell['dataset']} / seed {cell['seed']} ({cell['profile']}): "
+        f"test accuracy {100 * (record['accuracy'].get('test') or float('nan')):.1f}",
+        f"{'variant':18s} " + " ".join(f"{_HEADERS.get(m, m):>8s}" for m in metrics),
     ]
     for name, e in record["methods"].items():
-        if e["status"] != "ok":
+        if e["status"] == "not_applicable":
+            lines.append(f"{name:18s} not applicable: {e.get('reason', '')}")
+        elif e["status"] != "ok":
             lines.append(f"{name:18s} failed: {e.get('error', '')}")
-            continue
-        m = e["metrics"]
-
-        def f(x: Any) -> str:
-            return "     n/a" if x is None else f"{100 * x:8.1f}"
-
-        lines.append(f"{name:18s} {f(m.get('roc_auc'))} {f(m.get('pr_auc'))} {f(m.get('aurc'))}")
+        else:
+            lines.append(f"{name:18s} " + " ".join(_pct(e["metrics"].get(m)) for m in metrics))
     return "\n".join(lines)

@@ -6,7 +6,7 @@
 """
 
 from adue.report.cells import CorruptResultWarning, ResultSet, load_results
-from adue.report.document import FORMATS, REPORT_METRICS, build_report, report_tables
+from adue.report.document import FORMATS, REPORT_METRICS, build_report, check_metrics, report_tables
 from adue.report.plots import write_plots
 from adue.report.stats import Stat, mean_ranks, summarize
 
@@ -17,6 +17,7 @@ __all__ = [
     "ResultSet",
     "Stat",
     "build_report",
+    "check_metrics",
     "load_results",
     "mean_ranks",
     "report_tables",

@@ -10,7 +10,6 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 __all__ = ["ResultSet", "CorruptResultWarning", "load_results", "metric_values"]
 
@@ -63,22 +62,6 @@ def _ordered(items: set[str]) -> list[str]:
     return sorted(items)
 
 
-def _check_cell(data: Any) -> str | None:
-    """Reason why ``data`` is not a usable cell, or None."""
-    from adue.runner import SCHEMA_VERSION
-
-    if not isinstance(data, dict):
-        return "not a JSON object"
-    if data.get("schema_version") != SCHEMA_VERSION:
-        return f"schema_version {data.get('schema_version')!r} (expected {SCHEMA_VERSION})"
-    cell = data.get("cell")
-    if not isinstance(cell, dict) or not {"profile", "backbone", "dataset", "seed"} <= set(cell):
-        return "no 'cell' with profile, backbone, dataset and seed"
-    if data.get("status") == "complete" and not isinstance(data.get("methods"), dict):
-        return "no 'methods'"
-    return None
-
-
 def load_results(results_dir: str | os.PathLike) -> ResultSet:
     """Every ``*.json`` below ``results_dir`` (hidden files excluded) read as a cell.
 
@@ -86,6 +69,8 @@ def load_results(results_dir: str | os.PathLike) -> ResultSet:
     them. Raises ``FileNotFoundError`` if the folder does not exist and ``ValueError`` if it
     holds no cell file at all.
     """
+    from adue.runner import check_cell  # the one validator of cell files
+
     root = Path(results_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"Results folder {root} does not exist.")
@@ -102,7 +87,7 @@ def load_results(results_dir: str | os.PathLike) -> ResultSet:
             reason = f"not valid JSON ({exc})"
             data = None
         else:
-            reason = _check_cell(data)
+            data, reason = check_cell(data)
         if reason is not None:
             out.skipped.append((str(path), reason))
             warnings.warn(f"Skipping {path}: {reason}.", CorruptResultWarning, stacklevel=2)

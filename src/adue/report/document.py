@@ -24,7 +24,7 @@ from adue.report.tables import (
 )
 from adue.variants import ABLATION_ROWS, EXTRA_ROWS, L2_ROWS, MAIN_ROWS, VARIANTS
 
-__all__ = ["REPORT_METRICS", "FORMATS", "build_report", "report_tables"]
+__all__ = ["REPORT_METRICS", "FORMATS", "build_report", "check_metrics", "report_tables"]
 
 #: Metrics with their own section, in order.
 REPORT_METRICS = ("roc_auc", "pr_auc", "aurc", "ece")
@@ -33,7 +33,9 @@ FORMATS = ("md", "latex", "csv")
 _SCORE_ROWS = ("sr",) + tuple(v for v in VARIANTS if v.startswith("adue"))
 
 
-def _check_metrics(metrics: Sequence[str] | str | None) -> list[str]:
+def check_metrics(metrics: Sequence[str] | str | None) -> list[str]:
+    """The report metrics named by ``metrics`` (``None`` / ``"all"``: every one); a bad name
+    raises ``ValueError`` listing the valid ones."""
     if metrics is None or metrics == "all":
         return list(REPORT_METRICS)
     if isinstance(metrics, str):
@@ -154,9 +156,12 @@ def _failure_lines(rs: ResultSet, profile: str | None) -> list[str]:
         lines.append(f"Cell {cell['backbone']}/{cell['dataset']}/seed{cell['seed']} failed in "
                      f"{err.get('stage', '?')}: {err.get('type', '')}: {err.get('message', '')}")
     failed_variants: dict[str, list[str]] = {}
+    not_applicable: dict[str, set[str]] = {}
     for c in rs.of(profile) if profile is not None else rs.cells:
         for name, e in c.get("methods", {}).items():
-            if e.get("status") != "ok":
+            if e.get("status") == "not_applicable":
+                not_applicable.setdefault(name, set()).add(str(e.get("reason", "?")))
+            elif e.get("status") != "ok":
                 failed_variants.setdefault(name, []).append(
                     f"{c['cell']['backbone']}/{c['cell']['dataset']}/seed{c['cell']['seed']} "
                     f"({e.get('error', '?')})")
@@ -167,13 +172,15 @@ def _failure_lines(rs: ResultSet, profile: str | None) -> list[str]:
     for name, where in failed_variants.items():
         lines.append(f"Variant `{name}` failed in {len(where)} cell(s): " + "; ".join(where[:5])
                      + (" ..." if len(where) > 5 else ""))
+    for name, reasons in not_applicable.items():
+        lines.append(f"Variant `{name}` not applicable: " + "; ".join(sorted(reasons)))
     return lines
 
 
 def report_tables(rs: ResultSet, *, metrics: Sequence[str] | str | None = None,
                   paper: bool = False) -> list[tuple[str, list]]:
     """``[(profile, blocks)]``: blocks are ``("h2"|"h3"|"text", str)`` or ``("table", Table)``."""
-    metrics = _check_metrics(metrics)
+    metrics = check_metrics(metrics)
     out = []
     for profile in rs.profiles():
         blocks: list = [("text", line) for line in _summary_lines(rs, profile)]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from adue._atomic import atomic_path
+from adue.metrics import ece_from_sums
 from adue.report.cells import ResultSet, load_results
 from adue.report.labels import backbone_label, dataset_label
 from adue.variants import ABLATION_ROWS, VARIANTS
@@ -49,7 +51,7 @@ def pooled_reliability(cells: list[dict]) -> dict | None:
     """Reliability bins summed over ``cells``: ``{"edges", "count", "confidence", "accuracy", "ece"}``.
 
     ``confidence`` / ``accuracy`` are per-bin means (NaN for empty bins); ``ece`` is
-    ``sum_b count_b / n * |accuracy_b - confidence_b|`` over the pooled bins.
+    :func:`adue.metrics.ece_from_sums` of the pooled bins.
     """
     count = conf = corr = None
     for c in cells:
@@ -68,14 +70,12 @@ def pooled_reliability(cells: list[dict]) -> dict | None:
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = conf / count
         mean_acc = corr / count
-    nonempty = count > 0
-    ece = float(np.sum(count[nonempty] / count.sum() * np.abs(mean_acc[nonempty] - mean_conf[nonempty])))
     return {
         "edges": np.linspace(0.0, 1.0, count.size + 1),
         "count": count,
         "confidence": mean_conf,
         "accuracy": mean_acc,
-        "ece": ece,
+        "ece": ece_from_sums(count, conf, corr),
     }
 
 
@@ -110,9 +110,8 @@ def write_plots(results: str | os.PathLike | ResultSet, outdir: str | os.PathLik
 
     def save(fig, name: str) -> None:
         path = outdir / name
-        tmp = outdir / f".{name}.tmp.png"
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
         written.append(path)
 
     for profile in rs.profiles():

@@ -200,22 +200,14 @@ def accuracy_table(rs: ResultSet, profile: str) -> Table | None:
     )
 
 
-def _classifier_value(cell: dict, metric: str) -> float | None:
-    """``metric`` of the first variant of ``cell`` that succeeded (all variants record it)."""
-    for entry in cell.get("methods", {}).values():
-        if entry.get("status") == "ok" and entry.get("metrics"):
-            return entry["metrics"].get(metric)
-    return None
-
-
 def classifier_table(rs: ResultSet, profile: str, metric: str) -> Table | None:
     """The classifier's ``ece`` or ``brier`` (max softmax confidence), backbones as rows.
 
-    Every variant of a cell records the same value (it describes the classifier); it is read
-    from the first variant that succeeded.
+    Read from the cell's ``classifier`` record (stored once per cell; schema-1 cells are
+    upgraded on reading, see :func:`adue.runner.check_cell`).
     """
     return _backbone_table(
-        rs, profile, rs.datasets(profile), lambda c: _classifier_value(c, metric),
+        rs, profile, rs.datasets(profile), lambda c: (c.get("classifier") or {}).get(metric),
         key=f"classifier_{metric}",
         title=f"{METRICS[metric][0]} of the fine-tuned classifier (max softmax probability as confidence)",
         metric=metric, higher_is_better=METRICS[metric][1],
