@@ -33,6 +33,8 @@ from adue.heads import ClassifierHead, _activation_name
 
 __all__ = [
     "SUPPORTED_MODEL_TYPES",
+    "DECODER_MODEL_TYPES",
+    "model_family",
     "unwrap_model",
     "model_type",
     "lora_target_modules",
@@ -70,6 +72,33 @@ _ARCHS: dict[str, _Arch] = {
     "qwen3": _Arch("last_token", "score", "linear", _DEC_QKV),
 }
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(_ARCHS)
+
+#: ``config.model_type`` of the decoder-only language models (their sequence classifiers pool
+#: the last non-pad token). The one list of decoders in adue; everything else is an encoder.
+DECODER_MODEL_TYPES: frozenset[str] = frozenset(
+    {
+        "arcee", "biogpt", "bloom", "cohere", "cohere2", "ctrl", "deepseek_v2", "deepseek_v3",
+        "diffllama", "doge", "exaone4", "falcon", "gemma", "gemma2", "gemma3", "gemma3_text",
+        "glm", "glm4", "gpt-sw3", "gpt2", "gpt_bigcode", "gpt_neo", "gpt_neox", "gpt_oss",
+        "gptj", "granite", "helium", "hunyuan_v1_dense", "hunyuan_v1_moe", "jamba", "jetmoe",
+        "llama", "minicpm3", "minimax", "ministral", "ministral3", "mistral", "mixtral",
+        "modernbert-decoder", "mpt", "nemotron", "olmo", "olmo2", "olmo3", "openai-gpt", "opt",
+        "persimmon", "phi", "phi3", "phimoe", "qwen2", "qwen2_moe", "qwen3", "qwen3_5",
+        "qwen3_5_text", "qwen3_moe", "qwen3_next", "seed_oss", "smollm3", "stablelm",
+        "starcoder2", "zamba", "zamba2",
+    }
+)
+
+
+def model_family(model_type: str) -> str:
+    """``"decoder"`` for a decoder-only LM's ``config.model_type`` (see
+    :data:`DECODER_MODEL_TYPES`), ``"encoder"`` for any other."""
+    if not isinstance(model_type, str) or not model_type.strip():
+        raise ValueError(
+            "The 'model_type' parameter of model_family must be a non-empty string "
+            f"(a config.model_type). Got {model_type!r} instead."
+        )
+    return "decoder" if model_type.strip().lower() in DECODER_MODEL_TYPES else "encoder"
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
