@@ -112,3 +112,23 @@ def test_load_missing_and_corrupt(tmp_path):
     bad.write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="Cannot read features file"):
         load_features(tmp_path, "train")
+
+
+def test_unlabelled_features(tmp_path):
+    z, logits, labels = _arrays(n=10, seed=3)
+    f = Features(z, logits)
+    assert f.labels is None and not f.has_labels and Features(z, logits, labels).has_labels
+    np.testing.assert_array_equal(f.predictions(), logits.astype(np.float32).argmax(1))
+    with pytest.raises(ValueError, match=r"Features.errors\(\) needs gold labels"):
+        f.errors()
+    with pytest.raises(ValueError, match=r"Features.accuracy\(\) needs gold labels"):
+        f.accuracy()
+    assert f.subset(np.array([1, 2])).labels is None and f.subset(np.array([1, 2])).n == 2
+    assert "no labels" in repr(f)
+    with pytest.raises(ValueError, match="same number of rows: z has 9, logits 10"):
+        Features(z[:9], logits)
+    path = save_features(f, tmp_path / "u.safetensors")
+    g = load_features(path, "test")
+    assert g.labels is None
+    np.testing.assert_array_equal(g.z, f.z)
+    np.testing.assert_array_equal(g.logits, f.logits)

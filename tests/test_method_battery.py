@@ -219,3 +219,92 @@ def test_softmax_baselines_equal_their_formulas(ctx):
     flat = _features(np.zeros((1, D)), np.array([0]), ctx.head)
     assert get_method("entropy").fit(ctx.train).uncertainty(flat)[0] == pytest.approx(np.log(C))
     assert get_method("sr").fit(ctx.train).uncertainty(flat)[0] == pytest.approx(1 - 1 / C)
+
+
+# ------------------------------------------------ clone, save / load, unlabelled rows
+def _same_value(a, b) -> bool:
+    if isinstance(a, torch.nn.Module) or isinstance(b, torch.nn.Module):
+        sa, sb = a.state_dict(), b.state_dict()
+        return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    return type(a) is type(b) and a == b
+
+
+def _same_params(a: UncertaintyMethod, b: UncertaintyMethod) -> bool:
+    pa, pb = a.get_params(), b.get_params()
+    return pa.keys() == pb.keys() and all(_same_value(pa[k], pb[k]) for k in pa)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_sklearn_clone_gives_unfitted_equal_params_copy(name, ctx):
+    from sklearn.base import clone
+
+    m = _spec(name).make(ctx).fit(ctx.train)
+    c = clone(m)
+    assert type(c) is type(m) and c is not m
+    assert _same_params(c, m)
+    with pytest.raises(NotFittedError):
+        c.uncertainty(ctx.test)
+    # the clone fits to the same scores
+    np.testing.assert_array_equal(c.fit(ctx.train).uncertainty(ctx.test), m.uncertainty(ctx.test))
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_save_load_round_trip(name, ctx, tmp_path):
+    from adue.methods import load_method
+
+    m = _spec(name).make(ctx).fit(ctx.train)
+    with pytest.raises(NotFittedError):
+        _spec(name).make(ctx).save(tmp_path / "unfitted.safetensors")
+    path = m.save(tmp_path / "m.safetensors")
+    assert path.read_bytes()[8:9] == b"{"  # a safetensors header, not a pickle
+    loaded = load_method(path)
+    assert type(loaded) is type(m) and _same_params(loaded, m)
+    np.testing.assert_allclose(loaded.uncertainty(ctx.test), m.uncertainty(ctx.test), rtol=0, atol=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # atomic: no temp left
+
+
+def _header_end(raw: bytes) -> int:
+    return 8 + int.from_bytes(raw[:8], "little")
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_tampered_truncated_or_newer_files_are_clear_errors(name, ctx, tmp_path):
+    from adue.methods import load_method
+
+    path = _spec(name).make(ctx).fit(ctx.train).save(tmp_path / "m.safetensors")
+    raw = path.read_bytes()
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match=f"Cannot read method file {bad}.*truncated"):
+        load_method(bad)
+    key = b'n_features_in_\\": 6'
+    assert key in raw
+    bad.write_bytes(raw.replace(key, key[:-1] + b"7", 1))  # a fitted attribute edited
+    with pytest.raises(ValueError, match=f"Method file {bad} was modified or is corrupted"):
+        load_method(bad)
+    if len(raw) > _header_end(raw):  # tensor bytes: flip the last one
+        bad.write_bytes(raw[:-1] + bytes([raw[-1] ^ 0x10]))
+        with pytest.raises(ValueError, match="was modified or is corrupted"):
+            load_method(bad)
+    newer = raw.replace(b'"format_version":"1"', b'"format_version":"9"')
+    assert newer != raw
+    bad.write_bytes(newer)
+    with pytest.raises(ValueError, match=f"{bad} has format version 9, written by a newer adue"):
+        load_method(bad)
+    with pytest.raises(FileNotFoundError, match="No saved method at"):
+        load_method(tmp_path / "missing.safetensors")
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_unlabelled_rows_are_scored(name, ctx):
+    m = _spec(name).make(ctx).fit(ctx.train)
+    unlabelled = Features(ctx.test.z, ctx.test.logits)
+    assert not unlabelled.has_labels
+    np.testing.assert_array_equal(m.uncertainty(unlabelled), m.uncertainty(ctx.test))
+    fresh = _spec(name).make(ctx)
+    if type(fresh).fit_needs_labels:
+        with pytest.raises(ValueError, match="'train' features of .* must have labels"):
+            fresh.fit(Features(ctx.train.z, ctx.train.logits))
+    else:
+        fresh.fit(Features(ctx.train.z, ctx.train.logits))
+        np.testing.assert_array_equal(fresh.uncertainty(ctx.test), m.uncertainty(ctx.test))

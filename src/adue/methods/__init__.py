@@ -3,17 +3,26 @@
 >>> from adue.methods import get_method, list_methods
 >>> m = get_method("md", l2_normalize=True)   # unfitted, parameters only
 >>> m.fit(train).uncertainty(test)            # (n,), higher = more likely wrong  # doctest: +SKIP
+>>> m.save("md.safetensors"); load_method("md.safetensors")  # fitted again  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from adue.methods.base import UncertaintyMethod
 
-__all__ = ["UncertaintyMethod", "get_method", "list_methods", "register", "method_class"]
+__all__ = [
+    "UncertaintyMethod",
+    "get_method",
+    "list_methods",
+    "register",
+    "method_class",
+    "load_method",
+]
 
 _REGISTRY: dict[str, type[UncertaintyMethod]] = {}
 
@@ -48,11 +57,7 @@ def _load_builtins() -> None:
     if _loaded:
         return
     for mod in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:  # a real missing dependency inside the module
-                raise
+        importlib.import_module(mod)
     _loaded = True
 
 
@@ -85,3 +90,20 @@ def get_method(name: str, **params: Any) -> UncertaintyMethod:
             f"Unknown parameter(s) {unknown} for method {name!r}. Valid parameters: {valid}."
         )
     return cls(**params)
+
+
+def load_method(path: str | os.PathLike) -> UncertaintyMethod:
+    """The fitted method saved by :meth:`UncertaintyMethod.save` at ``path``.
+
+    Nothing is unpickled. A missing, truncated or modified file, a file of a newer format
+    version or an unknown method name raises an error naming the file.
+    """
+    from adue.methods._state import read_method_file
+
+    name, params, fitted = read_method_file(path)
+    if name not in list_methods():
+        raise ValueError(
+            f"Method file {path} holds method {name!r}, which is not registered. Registered "
+            f"methods: {list_methods()}."
+        )
+    return method_class(name)._import_state(params, fitted)

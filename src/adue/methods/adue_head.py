@@ -93,6 +93,33 @@ def _degenerate(errors: np.ndarray) -> str | None:
     return None
 
 
+def _module_state(module: nn.Module | None) -> dict | None:
+    """A head as arrays + config (for :meth:`AdUE.save`): ``nn.Linear`` stays one, any other
+    head is stored as the :class:`ClassifierHead` it copies to."""
+    if module is None:
+        return None
+    if isinstance(module, nn.Linear):
+        kind = "linear"
+        config = {"in_features": module.in_features, "out_features": module.out_features,
+                  "bias": module.bias is not None}
+    else:
+        module = ClassifierHead.from_module(module)
+        kind, config = "classifier_head", module.config()
+    state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    return {"kind": kind, "config": config, "state": state}
+
+
+def _module_from_state(saved: dict | None) -> nn.Module | None:
+    """Inverse of :func:`_module_state` (eval mode, CPU; torch's global RNG untouched)."""
+    if saved is None:
+        return None
+    with torch.random.fork_rng(devices=[]):
+        cls = nn.Linear if saved["kind"] == "linear" else ClassifierHead
+        module = cls(**saved["config"])
+    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in saved["state"].items()})
+    return module.float().eval()
+
+
 class _Selector:
     """``on_done`` callback: scores finished configs on an evaluation split, keeps the weights
     of the configs that can still be selected."""
@@ -547,6 +574,22 @@ class AdUE(UncertaintyMethod):
                 "Every AdUE config produced non-finite cross-validation scores; lower 'lr'."
             )
         return grid[best], self._train_one(init, arch, z, e_t, usr, grid[best])
+
+    # ------------------------------------------------------------ save / load
+    def _export_state(self) -> tuple[dict, dict]:
+        """Heads (the ``head`` parameter and ``head_``) as arrays + config; ``device`` as str."""
+        params, fitted = super()._export_state()
+        params["head"] = _module_state(self.head)
+        params["device"] = str(self.device)
+        fitted["head_"] = _module_state(self.head_)
+        fitted["_arch"] = self._arch
+        return params, fitted
+
+    @classmethod
+    def _import_state(cls, params: dict, fitted: dict) -> AdUE:
+        params = dict(params, head=_module_from_state(params["head"]))
+        fitted = dict(fitted, head_=_module_from_state(fitted["head_"]))
+        return super()._import_state(params, fitted)
 
     # ----------------------------------------------------------- uncertainty
     def uncertainty(self, features: Features) -> np.ndarray:

@@ -17,6 +17,8 @@ __all__ = ["SoftmaxResponse", "PredictiveEntropy"]
 
 
 class _SoftmaxMethod(UncertaintyMethod):
+    fit_needs_labels = False
+
     def __init__(self) -> None:
         pass
 
