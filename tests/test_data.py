@@ -78,8 +78,9 @@ def loaded(data_dir):
 
 @pytest.fixture
 def no_env(monkeypatch, tmp_path):
-    """No ADUE_DATA_DIR and an empty user cache."""
+    """No ADUE_DATA_DIR, no shared/data above the current folder and an empty user cache."""
     monkeypatch.delenv("ADUE_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     return tmp_path / "xdg" / "adue" / "data"
 

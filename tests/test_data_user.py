@@ -125,7 +125,8 @@ def test_malformed_csv_row_names_file_and_line(tmp_path):
         load_dataset(str(tmp_path))
     train.write_text("sentence,label\na,x\n", encoding="utf-8")
     with pytest.raises(
-        DataFormatError, match=r"line 1: the header .* lacks the column\(s\) \['text'\]"
+        DataFormatError,
+        match=r"line 1: no text column 'text'; the header has the columns \['sentence', 'label'\]",
     ):
         load_dataset(str(tmp_path))
     train.write_bytes(b"text,label\na,x\nb\xff,y\n")
@@ -140,7 +141,7 @@ def test_malformed_jsonl_row_names_file_and_line(tmp_path):
     with pytest.raises(DataFormatError, match=rf"{test}, line 3: invalid JSON"):
         load_dataset(str(tmp_path))
     test.write_text('{"text": "a", "label": 1.5}\n', encoding="utf-8")
-    with pytest.raises(DataFormatError, match=r"line 1: 'label' must be an integer or"):
+    with pytest.raises(DataFormatError, match=r"line 1: the label 'label' must be an integer or"):
         load_dataset(str(tmp_path))
     test.write_text('["a", "x"]\n', encoding="utf-8")
     with pytest.raises(DataFormatError, match=r"line 1: expected a JSON object"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ from adue.data.user import load_user_folder, parse_user_spec
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["SPLITS", "load_dataset"]
+__all__ = ["SPLITS", "dataset_name", "load_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +51,27 @@ def _check_seed(name: str, value: Any) -> int:
 def _unknown_name(name: str) -> ValueError:
     return ValueError(
         f"Unknown dataset {name!r}. Valid names: {', '.join(DATASETS)}; or a user folder "
-        "given as a path or NAME=PATH, holding train, test and optionally validation files "
-        "(.csv or .jsonl with 'text' and 'label' columns)."
+        "given as a path or NAME=PATH, holding train, test and optionally validation (or val, "
+        "dev) files (.csv or .jsonl with 'text' and 'label' columns, or the columns named by "
+        "--text-column / --label-column)."
     )
+
+
+def dataset_name(spec: str | os.PathLike[str]) -> str:
+    """The name a dataset is known by in results and run folders.
+
+    A named dataset -> itself; ``NAME=PATH`` -> ``NAME``; a folder path -> the folder's base
+    name (``/abs/path/mydata/`` -> ``mydata``). Anything else raises ``ValueError``.
+    """
+    spec = os.fspath(spec) if isinstance(spec, os.PathLike) else spec
+    if not isinstance(spec, str) or not spec:
+        raise param_error("spec", "dataset_name", "a dataset name, a folder path or NAME=PATH", spec)
+    if spec in DATASETS:
+        return spec
+    user = parse_user_spec(spec)
+    if user is None:
+        raise _unknown_name(spec)
+    return user[0]
 
 
 def _load_builtin(name: str, data_dir: str | os.PathLike[str] | None) -> dict[str, RawSplit]:
@@ -79,6 +98,21 @@ def _load_builtin(name: str, data_dir: str | os.PathLike[str] | None) -> dict[st
         if len(part) == 0:
             raise DataFormatError(f"Dataset {name!r}: the {split} split is empty.")
     return raw
+
+
+def _check_fixed_columns(name: str, text_column: str, label_column: str) -> None:
+    for param, value, default in (
+        ("text_column", text_column, "text"),
+        ("label_column", label_column, "label"),
+    ):
+        if value != default:
+            raise param_error(
+                param,
+                _OWNER,
+                f"{default!r} for the named dataset {name!r} (its file format is fixed; the "
+                "column options are for user folders)",
+                value,
+            )
 
 
 def _cap(raw: RawSplit, cap: int | None, split: str, param: str, name: str, seed: int) -> RawSplit:
@@ -114,6 +148,51 @@ def _to_dataset(raw: RawSplit, split: str, names: list[str], description: str):
     )
 
 
+@dataclass
+class _Loaded:
+    raw: dict[str, RawSplit]
+    names: list[str]
+    description: str
+    shown: str
+
+
+def _check_columns(text_column: Any, label_column: Any) -> None:
+    for param, value in (("text_column", text_column), ("label_column", label_column)):
+        if not isinstance(value, str) or not value.strip():
+            raise param_error(param, _OWNER, "a non-empty str (a column name)", value)
+    if text_column == label_column:
+        raise param_error("label_column", _OWNER, "different from text_column", label_column)
+
+
+def _read_any(name: str, data_dir, text_column: str, label_column: str, split_seed: int) -> _Loaded:
+    """Read a named dataset or a user folder; carve validation from train when absent."""
+    if name in DATASETS:
+        _check_fixed_columns(name, text_column, label_column)
+        spec = DATASETS[name]
+        loaded = _Loaded(_load_builtin(name, data_dir), list(spec.class_names),
+                         spec.description, name)
+    else:
+        user = parse_user_spec(name)
+        if user is None:
+            raise _unknown_name(name)
+        shown, folder = user
+        raw, names = load_user_folder(
+            Path(folder), text_column=text_column, label_column=label_column
+        )
+        loaded = _Loaded(raw, names, f"User dataset {shown!r} from {folder}.", shown)
+    raw = loaded.raw
+    if "validation" not in raw:
+        tr, va = split_train_validation(
+            raw["train"].labels, split_seed, allow_unstratified=name not in DATASETS
+        )
+        loaded.raw = {
+            "train": raw["train"].take(tr),
+            "validation": raw["train"].take(va),
+            "test": raw["test"],
+        }
+    return loaded
+
+
 def load_dataset(
     name: str | os.PathLike[str],
     data_dir: str | os.PathLike[str] | None = None,
@@ -123,18 +202,26 @@ def load_dataset(
     max_test: int | None = None,
     split_seed: int = 42,
     subsample_seed: int = 0,
+    text_column: str = "text",
+    label_column: str = "label",
 ) -> datasets.DatasetDict:
     """Load a dataset with the protocol's splits as a ``DatasetDict`` (train/validation/test).
 
     ``name``: one of :data:`adue.data.DATASETS` or a user folder (path or ``NAME=PATH``).
-    Local files come from ``data_dir``, else ``$ADUE_DATA_DIR``, else the user cache; with
-    none of them the hub is used. Validation is carved 80/20 (stratified, ``split_seed``)
-    from train when the release has none. ``max_*`` cap a split by a stratified draw seeded
-    by ``subsample_seed`` only (``data_dir`` plays no part for user folders). Columns: ``text`` (str), ``label`` (ClassLabel, 0..C-1).
+    Local files of a named dataset come from the folder :func:`adue.data.resolve_data_dir`
+    gives for ``data_dir`` (the argument, ``$ADUE_DATA_DIR``, ``shared/data`` found upwards,
+    the user cache); with none of them the hub is used. Validation is carved 80/20
+    (stratified, ``split_seed``) from train when the release has none. ``max_*`` cap a split
+    by a stratified draw seeded by ``subsample_seed`` only (``data_dir`` plays no part for
+    user folders). ``text_column`` / ``label_column``: the CSV header names / JSONL keys of a
+    user folder (the named datasets have fixed formats; other values for them are an
+    error). Returned columns: ``text`` (str), ``label`` (ClassLabel, 0..C-1).
     """
-    max_train = _check_cap("max_train", max_train)
-    max_val = _check_cap("max_val", max_val)
-    max_test = _check_cap("max_test", max_test)
+    caps = {
+        "train": ("max_train", _check_cap("max_train", max_train)),
+        "validation": ("max_val", _check_cap("max_val", max_val)),
+        "test": ("max_test", _check_cap("max_test", max_test)),
+    }
     split_seed = _check_seed("split_seed", split_seed)
     subsample_seed = _check_seed("subsample_seed", subsample_seed)
     if isinstance(name, os.PathLike):
@@ -143,49 +230,22 @@ def load_dataset(
         raise param_error("name", _OWNER, "a dataset name, a folder path or NAME=PATH", name)
     if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
         raise param_error("data_dir", _OWNER, "a path or None", data_dir)
+    _check_columns(text_column, label_column)
 
     start = time.perf_counter()
-    if name in DATASETS:
-        spec = DATASETS[name]
-        raw = _load_builtin(name, data_dir)
-        names, description, shown = list(spec.class_names), spec.description, name
-        allow_unstratified = False
-    else:
-        user = parse_user_spec(name)
-        if user is None:
-            raise _unknown_name(name)
-        shown, folder = user
-        raw, names = load_user_folder(Path(folder))
-        description = f"User dataset {shown!r} from {folder}."
-        allow_unstratified = True
-
-    if "validation" not in raw:
-        tr, va = split_train_validation(
-            raw["train"].labels, split_seed, allow_unstratified=allow_unstratified
-        )
-        raw = {
-            "train": raw["train"].take(tr),
-            "validation": raw["train"].take(va),
-            "test": raw["test"],
-        }
-
-    caps = {
-        "train": ("max_train", max_train),
-        "validation": ("max_val", max_val),
-        "test": ("max_test", max_test),
-    }
+    loaded = _read_any(name, data_dir, text_column, label_column, split_seed)
     import datasets
 
     out = datasets.DatasetDict()
     for split in SPLITS:
         param, cap = caps[split]
-        part = _cap(raw[split], cap, split, param, shown, subsample_seed)
-        out[split] = _to_dataset(part, split, names, description)
+        part = _cap(loaded.raw[split], cap, split, param, loaded.shown, subsample_seed)
+        out[split] = _to_dataset(part, split, loaded.names, loaded.description)
     logger.info(
         "Loaded %s: train %d, validation %d, test %d rows, %d classes (%.2f s).",
-        shown,
+        loaded.shown,
         *(out[s].num_rows for s in SPLITS),
-        len(names),
+        len(loaded.names),
         time.perf_counter() - start,
     )
     return out

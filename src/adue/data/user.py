@@ -1,9 +1,16 @@
 """A user's own dataset: a folder with ``train``, ``validation`` (optional) and ``test`` files.
 
-Each file is ``<split>.csv`` (header row naming at least ``text`` and ``label``) or
-``<split>.jsonl`` (one JSON object a line with ``text`` and ``label``). Labels are either
-all integers (kept; they must be exactly 0..C-1 in train) or strings (mapped to ids in the
-order of the sorted unique train labels; the names kept as class names).
+Each file is ``<split>.csv`` (header row naming at least the text and label columns) or
+``<split>.jsonl`` (one JSON object a line with the text and label keys); the columns are
+``text`` and ``label`` unless ``text_column`` / ``label_column`` say otherwise. The
+validation file may also be called ``val`` or ``dev``. Labels are either all integers (kept;
+they must be exactly 0..C-1 in train) or strings (surrounding whitespace stripped, in CSV and
+JSONL alike; mapped to ids in the order of the sorted unique train labels; the names kept as
+class names). A CSV integer label is written as digits; a JSONL one as a JSON number.
+
+Checks beyond the format: a label equal to the label column's name (a repeated header row)
+is an error naming the file and line; a class with fewer than :data:`FEW_ROWS` rows in a
+split, or two string labels that differ only in case, is a logged warning with the counts.
 """
 
 from __future__ import annotations
@@ -11,8 +18,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +30,30 @@ import numpy as np
 from adue.data.errors import DataFormatError, DataNotFoundError, format_error
 from adue.data.readers import RawSplit, decode_file
 
-__all__ = ["SPLIT_NAMES", "EXTENSIONS", "find_split_files", "load_user_folder", "parse_user_spec"]
+__all__ = [
+    "EXTENSIONS",
+    "FEW_ROWS",
+    "SPLIT_FILE_NAMES",
+    "SPLIT_NAMES",
+    "find_split_files",
+    "load_user_folder",
+    "parse_user_spec",
+]
+
+logger = logging.getLogger(__name__)
 
 SPLIT_NAMES = ("train", "validation", "test")
+#: File base names accepted for each split, in the order they are looked for.
+SPLIT_FILE_NAMES: dict[str, tuple[str, ...]] = {
+    "train": ("train",),
+    "validation": ("validation", "val", "dev"),
+    "test": ("test",),
+}
 EXTENSIONS = (".csv", ".jsonl")
+#: A class with fewer rows than this in a split read from a file is warned about.
+FEW_ROWS = 10
 _INT_RE = re.compile(r"[+-]?\d+")
+_SEPARATORS = {"/", "\\", os.sep, os.altsep or os.sep}
 
 
 @dataclass
@@ -36,15 +64,28 @@ class _Rows:
     labels: list[int | str]
 
 
+@dataclass(frozen=True)
+class Columns:
+    """The names of the text and label columns (CSV header names / JSONL keys)."""
+
+    text: str = "text"
+    label: str = "label"
+
+
 def parse_user_spec(spec: str) -> tuple[str, Path] | None:
-    """``'name=path'`` or a folder path -> ``(name, path)``; anything else -> None."""
-    if "=" in spec:
-        name, _, path = spec.partition("=")
+    """``'NAME=PATH'`` or a folder path -> ``(name, path)``; anything else -> None.
+
+    ``NAME`` is the part before the first ``=`` when it holds no path separator (else the
+    whole spec is a path, e.g. ``/data/a=b``). A path's name is its folder's base name.
+    """
+    name, eq, path = spec.partition("=")
+    if eq and not (_SEPARATORS & set(name)) and not name.startswith("~"):
         if not name.strip() or not path.strip():
             raise ValueError(f"Expected NAME=PATH for a user dataset, got {spec!r}.")
+        if name.strip() in (".", ".."):
+            raise ValueError(f"The NAME of NAME=PATH must be a plain name, got {name!r}.")
         return name.strip(), Path(path.strip()).expanduser()
-    seps = {os.sep, os.altsep or os.sep, "/"}
-    if any(s in spec for s in seps) or spec.startswith(("~", ".")) or Path(spec).is_dir():
+    if (_SEPARATORS & set(spec)) or spec.startswith(("~", ".")) or Path(spec).is_dir():
         path = Path(spec).expanduser()
         return (path.resolve().name or spec), path
     return None
@@ -56,11 +97,13 @@ def find_split_files(folder: Path) -> dict[str, Path]:
         raise DataNotFoundError(
             f"User dataset folder {folder} does not exist or is not a folder. It must hold "
             "train.csv|train.jsonl, test.csv|test.jsonl and optionally validation.csv|"
-            "validation.jsonl."
+            "validation.jsonl (or val.* / dev.*)."
         )
     found: dict[str, Path] = {}
     for split in SPLIT_NAMES:
-        candidates = [folder / f"{split}{ext}" for ext in EXTENSIONS]
+        candidates = [
+            folder / f"{base}{ext}" for base in SPLIT_FILE_NAMES[split] for ext in EXTENSIONS
+        ]
         present = [p for p in candidates if p.is_file()]
         if len(present) > 1:
             raise DataFormatError(
@@ -77,7 +120,47 @@ def find_split_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def _read_csv(path: Path) -> _Rows:
+def _clean_label(path: Path, line: int, label: object, columns: Columns) -> int | str:
+    """One label as read (CSV field or JSON value) -> int or stripped str; bad ones raise."""
+    if isinstance(label, bool) or not isinstance(label, (int, str)):
+        raise format_error(
+            path,
+            line,
+            f"the label {columns.label!r} must be an integer or a non-empty string, got {label!r}",
+        )
+    if isinstance(label, int):
+        return label
+    label = label.strip()
+    if not label:
+        raise format_error(path, line, "empty label")
+    if label == columns.label:
+        raise format_error(
+            path,
+            line,
+            f"the label {label!r} is the label column's name: a repeated header row? "
+            "Remove the line",
+        )
+    return label
+
+
+def _column_index(path: Path, names: list[str], column: str, kind: str, option: str) -> int:
+    if column not in names:
+        raise format_error(
+            path,
+            1,
+            f"no {kind} column {column!r}; the header has the columns {names}. Name the "
+            f"{kind} column with {option}",
+        )
+    if names.count(column) > 1:
+        raise format_error(path, 1, f"the header names the column {column!r} twice")
+    return names.index(column)
+
+
+_TEXT_OPTION = "--text-column (text_column=)"
+_LABEL_OPTION = "--label-column (label_column=)"
+
+
+def _read_csv(path: Path, columns: Columns) -> _Rows:
     reader = csv.reader(io.StringIO(decode_file(path, "utf-8-sig"), newline=""), strict=True)
     rows = _Rows(path, [], [], [])
     try:
@@ -85,13 +168,8 @@ def _read_csv(path: Path) -> _Rows:
         if header is None:
             raise format_error(path, None, "the file is empty (expected a header row)")
         names = [h.strip() for h in header]
-        missing = [c for c in ("text", "label") if c not in names]
-        if missing:
-            raise format_error(path, 1, f"the header {names} lacks the column(s) {missing}")
-        for col in ("text", "label"):
-            if names.count(col) > 1:
-                raise format_error(path, 1, f"the header names the column {col!r} twice")
-        ti, li = names.index("text"), names.index("label")
+        ti = _column_index(path, names, columns.text, "text", _TEXT_OPTION)
+        li = _column_index(path, names, columns.label, "label", _LABEL_OPTION)
         line = reader.line_num
         for record in reader:
             start, line = line + 1, reader.line_num
@@ -103,20 +181,19 @@ def _read_csv(path: Path) -> _Rows:
                     start,
                     f"expected {len(names)} fields as in the header, found {len(record)}",
                 )
-            text, label = record[ti], record[li].strip()
+            text = record[ti]
             if not text.strip():
                 raise format_error(path, start, "empty text")
-            if not label:
-                raise format_error(path, start, "empty label")
+            label = _clean_label(path, start, record[li], columns)
             rows.lines.append(start)
             rows.texts.append(text)
-            rows.labels.append(int(label) if _INT_RE.fullmatch(label) else label)
+            rows.labels.append(int(label) if _INT_RE.fullmatch(str(label)) else label)
     except csv.Error as err:
         raise format_error(path, reader.line_num, f"malformed CSV ({err})") from err
     return rows
 
 
-def _read_jsonl(path: Path) -> _Rows:
+def _read_jsonl(path: Path, columns: Columns) -> _Rows:
     rows = _Rows(path, [], [], [])
     for lineno, line in enumerate(decode_file(path, "utf-8-sig").split("\n"), start=1):
         if not line.strip():
@@ -125,23 +202,32 @@ def _read_jsonl(path: Path) -> _Rows:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
             raise format_error(path, lineno, f"invalid JSON ({err.msg})") from err
-        if not isinstance(obj, dict) or "text" not in obj or "label" not in obj:
-            raise format_error(path, lineno, "expected a JSON object with 'text' and 'label'")
-        text, label = obj["text"], obj["label"]
+        if not isinstance(obj, dict):
+            raise format_error(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
+        for key, kind, option in (
+            (columns.text, "text", _TEXT_OPTION),
+            (columns.label, "label", _LABEL_OPTION),
+        ):
+            if key not in obj:
+                raise format_error(
+                    path,
+                    lineno,
+                    f"no {kind} key {key!r}; the object has the keys {sorted(obj)}. Name the "
+                    f"{kind} key with {option}",
+                )
+        text = obj[columns.text]
         if not isinstance(text, str) or not text.strip():
-            raise format_error(path, lineno, f"'text' must be a non-empty string, got {text!r}")
-        if isinstance(label, bool) or not isinstance(label, (int, str)) or label == "":
             raise format_error(
-                path, lineno, f"'label' must be an integer or a non-empty string, got {label!r}"
+                path, lineno, f"the text {columns.text!r} must be a non-empty string, got {text!r}"
             )
         rows.lines.append(lineno)
         rows.texts.append(text)
-        rows.labels.append(label)
+        rows.labels.append(_clean_label(path, lineno, obj[columns.label], columns))
     return rows
 
 
-def _read_file(path: Path) -> _Rows:
-    rows = _read_csv(path) if path.suffix == ".csv" else _read_jsonl(path)
+def _read_file(path: Path, columns: Columns) -> _Rows:
+    rows = _read_csv(path, columns) if path.suffix == ".csv" else _read_jsonl(path, columns)
     if not rows.texts:
         raise format_error(path, None, "the split is empty (no data rows)")
     return rows
@@ -176,11 +262,43 @@ def _class_names(parts: dict[str, _Rows]) -> tuple[list[str], dict[int | str, in
     return names, {v: i for i, v in enumerate(unique)}
 
 
-def load_user_folder(folder: Path) -> tuple[dict[str, RawSplit], list[str]]:
+def _warn_label_counts(parts: dict[str, _Rows]) -> None:
+    """Log a warning for classes with < FEW_ROWS rows and for labels equal up to case."""
+    train_classes = sorted(set(parts["train"].labels), key=str)
+    for rows in parts.values():
+        counts = Counter(rows.labels)
+        few = {c: counts.get(c, 0) for c in train_classes if counts.get(c, 0) < FEW_ROWS}
+        if few:
+            shown = ", ".join(f"{c!r}: {n}" for c, n in few.items())
+            logger.warning(
+                "%s: classes with fewer than %d rows (%s); estimates for them will be noisy.",
+                rows.path,
+                FEW_ROWS,
+                shown,
+            )
+    totals = Counter(label for rows in parts.values() for label in rows.labels)
+    by_case: dict[str, list[str]] = {}
+    for label in sorted(v for v in totals if isinstance(v, str)):
+        by_case.setdefault(label.casefold(), []).append(label)
+    for group in by_case.values():
+        if len(group) > 1:
+            shown = ", ".join(f"{v!r}: {totals[v]} rows" for v in group)
+            logger.warning(
+                "Labels that differ only in case are separate classes (%s); if they mean the "
+                "same class, write them the same way.",
+                shown,
+            )
+
+
+def load_user_folder(
+    folder: Path, *, text_column: str = "text", label_column: str = "label"
+) -> tuple[dict[str, RawSplit], list[str]]:
     """Read a user folder -> (raw splits, class names). ``validation`` may be absent."""
+    columns = Columns(text_column, label_column)
     files = find_split_files(folder)
-    parts = {split: _read_file(path) for split, path in files.items()}
+    parts = {split: _read_file(path, columns) for split, path in files.items()}
     names, mapping = _class_names(parts)
+    _warn_label_counts(parts)
     out: dict[str, RawSplit] = {}
     for split, rows in parts.items():
         ids = []
