@@ -13,6 +13,7 @@ from adue.selective import (
     clopper_pearson_upper,
     coverage_threshold,
     min_calibration_rows,
+    no_threshold,
     sgr_threshold,
 )
 
@@ -143,3 +144,10 @@ def test_coverage_threshold_keeps_the_fraction_without_guarantee():
     assert not res.guaranteed and res.bound is None and "no guarantee" in res.message
     with pytest.raises(ValueError, match="'coverage' parameter"):
         coverage_threshold(u, e, 0.0)
+
+
+def test_no_threshold_never_abstains():
+    res = no_threshold(np.array([0.1, 5.0]), np.array([0, 1]))
+    assert not res.abstain_all and res.abstain(np.array([1e9, -1.0])).tolist() == [False, False]
+    assert res.risk == 0.5 and res.coverage == 1.0
+    assert not SelectiveThreshold.from_dict(res.to_dict()).abstain(np.array([1e9])).any()

@@ -49,6 +49,7 @@ __all__ = [
     "clopper_pearson_upper",
     "coverage_threshold",
     "min_calibration_rows",
+    "no_threshold",
     "sgr_threshold",
 ]
 
@@ -97,7 +98,7 @@ class SelectiveThreshold:
     kept fraction and the error rate among kept rows on the ``n_calibration`` rows.
     """
 
-    mode: str  # "risk" (SGR) or "coverage"
+    mode: str  # "risk" (SGR), "coverage" or "none" (never abstain)
     threshold: float | None
     guaranteed: bool
     target_risk: float | None
@@ -115,11 +116,13 @@ class SelectiveThreshold:
     @property
     def abstain_all(self) -> bool:
         """True when no threshold met the target: every input is abstained on."""
-        return self.threshold is None
+        return self.threshold is None and self.mode != "none"
 
     def abstain(self, uncertainty: np.ndarray) -> np.ndarray:
         """(n,) bool, True where the model should abstain (``u > threshold``)."""
         u = np.asarray(uncertainty, dtype=np.float64)
+        if self.mode == "none":
+            return np.zeros(u.shape, dtype=bool)
         if self.threshold is None:
             return np.ones(u.shape, dtype=bool)
         return u > self.threshold
@@ -235,4 +238,18 @@ def coverage_threshold(uncertainty: Any, errors: Any, coverage: float) -> Select
         n_calibration=m, n_kept=n_kept, n_errors_kept=n_err,
         message=(f"Coverage {n_kept / m:.4f} on {m} calibration rows (empirical risk {n_err / n_kept:.4f}); "
                  "no guarantee on the risk."),
+    )
+
+
+def no_threshold(uncertainty: Any, errors: Any) -> SelectiveThreshold:
+    """The rule that never abstains (coverage 1), with the calibration rows' error rate."""
+    u, e = _inputs(uncertainty, errors, "no_threshold")
+    m = u.size
+    if m == 0:
+        raise ValueError("no_threshold needs at least one calibration row. Got none instead.")
+    return SelectiveThreshold(
+        mode="none", threshold=None, guaranteed=False, target_risk=None, delta=None,
+        target_coverage=None, bound=None, coverage=1.0, risk=float(e.mean()), n_calibration=m,
+        n_kept=m, n_errors_kept=int(e.sum()),
+        message=f"No abstention rule: every input is predicted (risk {e.mean():.4f} on {m} calibration rows).",
     )
