@@ -344,6 +344,32 @@ class UncertainClassifier:
         return [{"label": r["label"], "score": r["score"], "uncertainty": r["uncertainty"],
                  "abstain": r["abstain"]} for r in recs]
 
+    def evaluate(self, data: str | os.PathLike, *, split: str = "test", data_dir: str | os.PathLike | None = None,
+                 text_column: str = "text", label_column: str = "label", progress: bool = False) -> dict[str, Any]:
+        """Metrics on a labelled split: :func:`adue.metrics.evaluate` (uncertainty vs errors,
+        max probability as confidence), plus coverage and selective risk at the bundle's
+        threshold next to its bound, and the risk-coverage curve (``curve``: coverage, risk)."""
+        from adue.data import load_dataset
+        from adue.metrics import evaluate, risk_coverage_curve
+        from adue.models import match_labels
+
+        check_in("split", "UncertainClassifier.evaluate", split, ("train", "validation", "test"))
+        ds = load_dataset(data, data_dir, text_column=text_column, label_column=label_column)
+        mapping = match_labels(self.loaded.label_names, list(ds[split].features["label"].names))
+        feats = self.features(*_split_rows_of(ds, split, mapping), progress=progress)
+        u, e = self.method.uncertainty(feats), feats.errors()
+        keep = ~self.rule.abstain(u)
+        out: dict[str, Any] = {"split": split, **evaluate(u, e, feats.probabilities().max(axis=1))}
+        out["selective"] = {
+            "mode": self.rule.mode, "threshold": self.rule.threshold, "target_risk": self.rule.target_risk,
+            "delta": self.rule.delta, "bound": self.rule.bound, "coverage": float(keep.mean()),
+            "risk": float(e[keep].mean()) if keep.any() else None, "n_kept": int(keep.sum()),
+            "calibration_coverage": self.rule.coverage, "calibration_risk": self.rule.risk,
+        }
+        cov, risk = risk_coverage_curve(u, e)
+        out["curve"] = {"coverage": cov.tolist(), "risk": risk.tolist()}
+        return out
+
     def info(self) -> dict[str, Any]:
         """JSON-able summary: model reference and hashes, method, labels, the rule and its bound."""
         m, r = self.manifest, self.rule
