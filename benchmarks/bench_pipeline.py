@@ -44,8 +44,8 @@ def bench_extraction(data_dir: str, rows: int, batch_size: int, repeats: int) ->
     from adue.architectures import features_and_logits
     from adue.backbones import load_backbone
     from adue.data import load_dataset
-    from adue.extract import extract_arrays
-    from adue.training.batching import encode_texts, pad_batch, pad_token_id
+    from adue.inference import features_from_ids
+    from adue.inference.tokenize import encode_texts, pad_batch, pad_token_id
 
     ds = load_dataset("sst2", data_dir, max_train=rows, max_val=100, max_test=100)
     torch.manual_seed(0)
@@ -68,7 +68,7 @@ def bench_extraction(data_dir: str, rows: int, batch_size: int, repeats: int) ->
     variants = {
         "padded to max_length, dataset order (baseline)": lambda: in_order(max_len),
         "dynamic padding, dataset order": lambda: in_order(None),
-        "dynamic padding, length-sorted (adue extract)": lambda: extract_arrays(
+        "dynamic padding, length-sorted (adue extract)": lambda: features_from_ids(
             model, ids, pad_id=pad, batch_size=batch_size
         )[1],
     }
@@ -123,7 +123,7 @@ def _trainer_run(cfg, data_dir: str, root: Path, bf16: bool) -> dict:
 
     from adue.backbones import load_backbone
     from adue.data import load_dataset
-    from adue.training.batching import encode_texts
+    from adue.inference.tokenize import encode_texts
     from adue.training.lora import wrap_lora
 
     ds = load_dataset(

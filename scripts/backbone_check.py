@@ -62,22 +62,21 @@ def frozen_probe(cfg, data_dir: str | None, batch_size: int) -> dict:
     from sklearn.preprocessing import StandardScaler
 
     from adue.backbones import load_backbone
-    from adue.extract import extract_arrays
-    from adue.training.batching import encode_texts, pad_token_id
-    from adue.training.loop import _load_splits, class_names, resolve_max_length, split_texts
+    from adue.inference import extract_features
+    from adue.training.inputs import class_names, load_run_splits, resolve_max_length, split_texts
 
     t0 = time.perf_counter()
-    ds = _load_splits(cfg, data_dir)
+    ds = load_run_splits(cfg, data_dir)
     torch.manual_seed(0)
     model, tok = load_backbone(cfg.backbone, len(class_names(ds)))
     model.eval()
     max_len = resolve_max_length(cfg, tok)
-    pad = pad_token_id(tok)
     z = {}
     y = {}
     for split in ("train", "validation", "test"):
-        ids = encode_texts(tok, split_texts(ds, split, cfg), max_len)
-        z[split], _ = extract_arrays(model, ids, pad_id=pad, batch_size=batch_size)
+        z[split], _ = extract_features(
+            model, tok, split_texts(ds, split, cfg), max_length=max_len, batch_size=batch_size
+        )
         y[split] = np.asarray(ds[split]["label"])
     scaler = StandardScaler().fit(z["train"])
     zs = {k: scaler.transform(v) for k, v in z.items()}

@@ -136,6 +136,8 @@ def test_frozen_and_differences():
         ("bf16", 1, "one of {True, False, 'auto'}"),
         ("trust_remote_code", "no", "a bool"),
         ("dataset", "", "a non-empty str"),
+        ("device", "gpu", "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+        ("device", None, "'auto', 'cpu', 'cuda' or 'cuda:N'"),
     ],
 )
 def test_validation_messages(field, value, must):
@@ -161,6 +163,52 @@ def test_bad_profile_dataset_and_keys():
         RunConfig.from_dict({"dataset": "sst2"})
     # a user folder given as NAME=PATH passes the dataset check (the loader checks the files)
     assert resolve_config("mine=/some/folder", "minilm", 1, "cpu").dataset == "mine=/some/folder"
+
+
+def test_device_setting_is_a_field_but_not_a_difference(tmp_path):
+    cfg = resolve_config("sst2", "minilm", 1, "cpu")
+    assert cfg.device == "auto" and RunConfig("sst2", "minilm", 1).device == "auto"
+    on_gpu = resolve_config("sst2", "minilm", 1, "cpu", device="cuda:1")
+    assert on_gpu.device == "cuda:1"
+    assert RunConfig.from_json(on_gpu.to_json(tmp_path / "c.json")) == on_gpu
+    # where a run executes is not a difference of configuration: a run resumes elsewhere
+    assert config_differences(cfg, on_gpu) == {}
+    # a stored config from before the field existed compares equal (defaults fill it in)
+    old = {k: v for k, v in cfg.to_dict().items() if k != "device"}
+    assert config_differences(old, cfg) == {}
+    assert config_differences(old, cfg.replace(epochs=5)) == {"epochs": (3, 5)}
+
+
+def test_command_line_options_are_generated_from_the_dataclass():
+    import argparse
+
+    from adue.cli import finetune_cmd
+    from adue.cli._config_options import FIXED_FIELDS, config_overrides
+    from adue.config import FIELD_HELP
+
+    overridable = [f.name for f in dataclasses.fields(RunConfig) if f.name not in FIXED_FIELDS]
+    assert sorted(FIELD_HELP) == sorted(overridable)  # every field has its help line
+    parser = argparse.ArgumentParser()
+    finetune_cmd.add_parser(parser.add_subparsers())
+    base = ["finetune", "--dataset", "sst2", "--backbone", "minilm", "--seed", "1", "--output", "o"]
+    args = parser.parse_args(base + ["--grad-clip", "0.5", "--split-seed", "7", "--bf16", "auto",
+                                     "--strip-text", "false", "--max-train", "0", "--lr", "2e-3",
+                                     "--device", "cpu"])
+    assert config_overrides(args) == {"grad_clip": 0.5, "split_seed": 7, "bf16": "auto",
+                                      "strip_text": False, "max_train": 0, "lr": 2e-3,
+                                      "device": "cpu"}
+    assert config_overrides(parser.parse_args(base)) == {}
+    for f in overridable:  # one flag per field
+        opt = "--" + f.replace("_", "-")
+        assert any(opt in a.option_strings for a in parser._subparsers._group_actions[0]
+                   .choices["finetune"]._actions), opt
+    for bad in (["--epochs", "two"], ["--strip-text", "auto"], ["--lr", "fast"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(base + bad)
+    # values of the right type but out of range: RunConfig's message, before any work
+    args = parser.parse_args(base + ["--bf16", "maybe"])
+    with pytest.raises(ValueError, match="The 'bf16' parameter of RunConfig must be"):
+        resolve_config("sst2", "minilm", 1, "cpu", **config_overrides(args))
 
 
 def test_bad_json_file(tmp_path):

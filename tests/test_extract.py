@@ -13,9 +13,9 @@ from _pipeline import data_dir, minilm_run, needs_minilm, tiny_decoder_folder
 from adue.config import resolve_config
 from adue.extract import extract, load_head, load_trained_model
 from adue.features import features_path, load_features
+from adue.inference.tokenize import encode_texts, pad_batch
 from adue.training import finetune
 from adue.training import runfolder as rf
-from adue.training.batching import encode_texts, pad_batch
 
 
 @pytest.fixture(scope="module")

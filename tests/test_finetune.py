@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from adue.config import RunConfig
 from adue.training import finetune, is_complete, read_run_config
 from adue.training import runfolder as rf
-from adue.training.batching import length_sorted_batches, pad_batch, shuffled_batches
 from adue.training.loop import _linear_schedule, resolve_bf16
+from adue.training.sampling import shuffled_batches
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +33,7 @@ def test_linear_schedule_matches_formula():
     assert _linear_schedule(0, 4)(0) == 1.0
 
 
-def test_batching_helpers():
-    b = pad_batch([[5, 6, 7], [8]], pad_id=0)
-    assert b["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
-    assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
-    assert pad_batch([[1]], 9, pad_to=3)["input_ids"].tolist() == [[1, 9, 9]]
-    with pytest.raises(ValueError, match="shorter than the longest"):
-        pad_batch([[1, 2]], 0, pad_to=1)
-    batches = length_sorted_batches([3, 9, 1, 9, 4], 2)
-    assert [b.tolist() for b in batches] == [[1, 3], [4, 0], [2]]
+def test_shuffled_batches():
     a = shuffled_batches(10, 4, seed=1, epoch=0)
     assert sorted(np.concatenate(a).tolist()) == list(range(10))
     assert [x.tolist() for x in a] == [x.tolist() for x in shuffled_batches(10, 4, seed=1, epoch=0)]
@@ -52,6 +44,59 @@ def test_resolve_bf16():
     cpu = torch.device("cpu")
     assert resolve_bf16(True, cpu) is True and resolve_bf16(False, cpu) is False
     assert resolve_bf16("auto", cpu) in (True, False)
+
+
+def test_atomic_writes(tmp_path):
+    from adue._atomic import atomic_write_json, atomic_write_text
+
+    path = tmp_path / "sub" / "a.json"
+    atomic_write_json(path, {"x": np.float32(0.5), "n": np.int64(3), "bad": float("nan"),
+                             "arr": np.arange(2), "t": (1, 2), "p": tmp_path})
+    assert json.loads(path.read_text()) == {"x": 0.5, "n": 3, "bad": None, "arr": [0, 1],
+                                            "t": [1, 2], "p": str(tmp_path)}
+    atomic_write_text(path, "old")
+
+    class Boom:
+        def __repr__(self):
+            raise RuntimeError("fails mid-write")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_json(path, {"k": Boom()})
+    assert path.read_text() == "old"  # untouched
+    assert [p.name for p in path.parent.iterdir()] == ["a.json"]  # no temporary file left
+
+
+def test_provenance(tmp_path):
+    import subprocess
+    from importlib import metadata
+    from pathlib import Path
+
+    from adue import provenance
+
+    v = provenance.package_versions()
+    assert v["torch"] == metadata.version("torch") and v["adue"] == metadata.version("adue")
+    assert set(v) == {"python", *provenance.PACKAGES}
+    here = Path(provenance.__file__).parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=here)
+    assert provenance.git_commit().split("+")[0] == head.stdout.strip()
+
+    # a package inside some other repository that does not track it: no commit claimed
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "README").write_text("x")
+    git("add", "README")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x")
+    pkg = tmp_path / "venv" / "adue"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    assert provenance.commit_of(pkg) is None
+    git("add", "venv")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "y")
+    assert provenance.commit_of(pkg) is not None and "+dirty" not in provenance.commit_of(pkg)
+    (pkg / "__init__.py").write_text("changed")
+    assert provenance.commit_of(pkg).endswith("+dirty")
 
 
 def test_prepare_run_dir_rules(tmp_path):

@@ -212,10 +212,6 @@ def _sha256_stream(paths: Iterable[Path], sink: Any = None) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
-
-
 def _key_paths_exist(key: str) -> bool:
     try:
         return all(Path(entry[0]).is_file() for entry in json.loads(key))
@@ -260,7 +256,7 @@ class _HashCache:
         data = {k: v for k, v in self._read().items() if _key_paths_exist(k)}  # drop stale
         data[self._key(paths)] = digest
         try:
-            _atomic_write_text(self.path, json.dumps(data, indent=0, sort_keys=True))
+            atomic_write_text(self.path, json.dumps(data, indent=0, sort_keys=True))
         except OSError as exc:  # a read-only cache only costs speed
             logger.warning("could not write the hash cache %s: %s", self.path, exc)
 

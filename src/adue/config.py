@@ -29,8 +29,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from adue._atomic import atomic_write_text as _atomic_write_text
+from adue._atomic import atomic_write_text
 from adue._validation import check_number, param_error
+from adue.device import check_device_setting
 
 __all__ = [
     "RunConfig",
@@ -40,6 +41,8 @@ __all__ = [
     "profile_description",
     "backbone_family",
     "config_differences",
+    "EXECUTION_FIELDS",
+    "FIELD_HELP",
 ]
 
 logger = logging.getLogger(__name__)
@@ -132,6 +135,9 @@ class RunConfig:
     ``grad_clip`` ``None`` disables clipping. Caps ``max_*`` ``None`` use the whole split.
     ``strip_text`` strips leading/trailing whitespace before tokenising (GLUE sentences end with
     a space, which byte-level BPE decoders turn into a final lone-space token they would pool).
+    ``device`` is where fine-tuning, extraction and the methods that train run: ``"auto"``
+    (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; it does not
+    change what a run computes (see :data:`EXECUTION_FIELDS`).
     """
 
     dataset: str
@@ -159,6 +165,7 @@ class RunConfig:
     strip_text: bool = False
     split_seed: int = 42
     subsample_seed: int = 0
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("dataset", "backbone"):
@@ -190,6 +197,9 @@ class RunConfig:
             not isinstance(self.bf16, bool) and self.bf16 != "auto"
         ):
             raise param_error("bf16", _OWNER, "one of {True, False, 'auto'}", self.bf16)
+        check_device_setting(self.device, _OWNER)
+        if not isinstance(self.device, str):
+            raise param_error("device", _OWNER, "'auto', 'cpu', 'cuda' or 'cuda:N'", self.device)
         for name in ("trust_remote_code", "strip_text"):
             if not isinstance(getattr(self, name), bool):
                 raise param_error(name, _OWNER, "a bool", getattr(self, name))
@@ -252,15 +262,49 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (see :mod:`adue._atomic`)."""
-    _atomic_write_text(path, text)
+#: One line per overridable field: the help of the generated command-line options
+#: (:mod:`adue.cli._config_options`).
+FIELD_HELP: dict[str, str] = {
+    "max_train": "cap on train rows (0: no cap)",
+    "max_val": "cap on validation rows (0: no cap)",
+    "max_test": "cap on test rows (0: no cap)",
+    "epochs": "training epochs (the best by validation accuracy is kept)",
+    "batch_size": "global batch per micro-step",
+    "grad_accum": "micro-steps per optimizer step",
+    "lr": "learning rate of the LoRA adapter",
+    "head_lr": "learning rate of the classification head (default: lr)",
+    "weight_decay": "AdamW decoupled weight decay (not on biases and norms)",
+    "warmup_ratio": "fraction of the steps with linear warm-up",
+    "max_length": "truncate texts to N tokens",
+    "lora_r": "LoRA rank",
+    "lora_alpha": "LoRA alpha (scale alpha / r)",
+    "lora_dropout": "dropout on the LoRA input",
+    "grad_clip": "global gradient-norm clipping threshold",
+    "bf16": "bf16 autocast for the training forward (auto: where this hardware runs it fast)",
+    "eval_batch_size": "batch size of evaluation and extraction",
+    "strip_text": "strip whitespace around texts before tokenising",
+    "split_seed": "seed of the validation split carved from train where a dataset has none",
+    "subsample_seed": "seed of the stratified draw behind the max_* caps",
+    "device": "auto (CUDA when available, else CPU), cpu, cuda or cuda:N",
+}
 
 
-def config_differences(a: RunConfig, b: RunConfig) -> dict[str, tuple[Any, Any]]:
-    """``{field: (a's value, b's value)}`` for every field that differs."""
-    da, db = a.to_dict(), b.to_dict()
-    return {k: (da[k], db[k]) for k in da if da[k] != db.get(k)}
+#: Fields that say where a run executes, not what it computes: a run started on one device
+#: resumes on another, and they are not differences between two configurations.
+EXECUTION_FIELDS: tuple[str, ...] = ("device",)
+
+
+def config_differences(
+    a: RunConfig | dict[str, Any], b: RunConfig | dict[str, Any]
+) -> dict[str, tuple[Any, Any]]:
+    """``{field: (a's value, b's value)}`` for every field that differs, except
+    :data:`EXECUTION_FIELDS`. Dicts (e.g. a stored config) may be passed; a field missing from
+    one of them takes the :class:`RunConfig` default."""
+    defaults = {f.name: f.default for f in fields(RunConfig) if f.default is not dataclasses.MISSING}
+    da = {**defaults, **(a.to_dict() if isinstance(a, RunConfig) else a)}
+    db = {**defaults, **(b.to_dict() if isinstance(b, RunConfig) else b)}
+    keys = [k for k in {**da, **db} if k not in EXECUTION_FIELDS]
+    return {k: (da.get(k), db.get(k)) for k in keys if da.get(k) != db.get(k)}
 
 
 # ---------------------------------------------------------------------------- family

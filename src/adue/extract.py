@@ -20,12 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from adue.device import resolve_device
 from adue.features import SPLITS, Features, features_path, load_features, save_features
 from adue.heads import ClassifierHead
+from adue.inference import extract_features
 from adue.training import runfolder as rf
-from adue.training.batching import encode_texts, length_sorted_batches, pad_batch, pad_token_id
+from adue.training.inputs import load_run_splits, resolve_max_length, split_texts
 
-__all__ = ["extract", "load_head", "load_trained_model", "extract_arrays"]
+__all__ = ["extract", "load_head", "load_trained_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,11 @@ def load_head(run_dir: str | os.PathLike) -> ClassifierHead:
 def load_trained_model(
     run_dir: str | os.PathLike, *, device: torch.device | str | None = None
 ) -> tuple[Any, Any]:
-    """``(model, tokenizer)``: the run's backbone with its adapter merged, eval mode, float32."""
+    """``(model, tokenizer)``: the run's backbone with its adapter merged, eval mode, float32.
+
+    ``device``: a device setting (see :func:`adue.device.resolve_device`); ``None`` uses the
+    run's ``device`` setting.
+    """
     from peft import PeftModel
 
     from adue.backbones import load_backbone
@@ -77,52 +83,9 @@ def load_trained_model(
     )
     model = PeftModel.from_pretrained(base, str(run_dir / rf.ADAPTER))
     model = model.merge_and_unload()
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device)
+    model.to(resolve_device(cfg.device if device is None else device))
     model.eval()
     return model, tokenizer
-
-
-@torch.no_grad()
-def extract_arrays(
-    model: Any,
-    ids: list[list[int]],
-    *,
-    pad_id: int,
-    batch_size: int,
-    progress: bool = False,
-    desc: str = "extract",
-    pad_to: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(z (n, d), logits (n, C))`` float32 in the order of ``ids``.
-
-    Length-sorted batches with dynamic padding (or every batch padded to ``pad_to``, the
-    baseline the benchmark compares against).
-    """
-    from tqdm.auto import tqdm
-
-    from adue.architectures import features_and_logits
-
-    if len(ids) == 0:
-        raise ValueError("Cannot extract features of an empty split.")
-    device = next(model.parameters()).device
-    batches = length_sorted_batches([len(s) for s in ids], batch_size)
-    z_all: np.ndarray | None = None
-    logit_all: np.ndarray | None = None
-    for idx in tqdm(batches, desc=desc, disable=not progress, leave=False):
-        b = pad_batch([ids[i] for i in idx], pad_id, pad_to=pad_to)
-        z, logits = features_and_logits(
-            model, b["input_ids"].to(device), b["attention_mask"].to(device)
-        )
-        z = z.float().cpu().numpy()
-        logits = logits.float().cpu().numpy()
-        if z_all is None:
-            z_all = np.empty((len(ids), z.shape[1]), dtype=np.float32)
-            logit_all = np.empty((len(ids), logits.shape[1]), dtype=np.float32)
-        z_all[idx] = z
-        logit_all[idx] = logits
-    return z_all, logit_all
 
 
 def extract(
@@ -132,15 +95,14 @@ def extract(
     batch_size: int | None = None,
     data_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    device: torch.device | str | None = None,
 ) -> dict[str, Features]:
     """Write (or read back) the features of ``splits`` of a finished run.
 
     Splits whose ``RUN/features/<split>.safetensors`` exists are read, not recomputed; the
     model is loaded only if some split is missing. ``batch_size`` defaults to the run's
-    ``eval_batch_size``. Returns ``{split: Features}``.
+    ``eval_batch_size``, ``device`` the run's ``device`` setting. Returns ``{split: Features}``.
     """
-    from adue.training.loop import _load_splits, resolve_max_length, split_texts
-
     run_dir = Path(run_dir)
     splits = (splits,) if isinstance(splits, str) else tuple(splits)
     bad = [s for s in splits if s not in SPLITS]
@@ -155,7 +117,7 @@ def extract(
     todo = [s for s in splits if not features_path(run_dir, s).is_file()]
     out: dict[str, Features] = {}
     if todo:
-        ds = _load_splits(cfg, None if data_dir is None else str(data_dir))
+        ds = load_run_splits(cfg, data_dir)
         info = rf.read_json(run_dir / rf.DATASET)
         names = list(ds["train"].features["label"].names)
         if names != list(info["class_names"]):
@@ -163,16 +125,15 @@ def extract(
                 f"The dataset's classes {names} differ from those the run was trained on "
                 f"{info['class_names']}."
             )
-        model, tokenizer = load_trained_model(run_dir)
+        model, tokenizer = load_trained_model(run_dir, device=device)
         max_len = resolve_max_length(cfg, tokenizer)
-        pad_id = pad_token_id(tokenizer)
         bs = batch_size or cfg.eval_batch_size
         for split in todo:
             t0 = time.perf_counter()
-            ids = encode_texts(tokenizer, split_texts(ds, split, cfg), max_len)
             labels = np.asarray(ds[split]["label"], dtype=np.int64)
-            z, logits = extract_arrays(
-                model, ids, pad_id=pad_id, batch_size=bs, progress=progress, desc=f"extract {split}"
+            z, logits = extract_features(
+                model, tokenizer, split_texts(ds, split, cfg), max_length=max_len,
+                batch_size=bs, progress=progress,
             )
             feats = Features(z=z, logits=logits, labels=labels)
             save_features(

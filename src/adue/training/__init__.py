@@ -24,15 +24,39 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from adue.config import RunConfig
 from adue.training.loop import EpochCallback
 from adue.training.runfolder import is_complete, prepare_run_dir, read_run_config
 
-__all__ = ["finetune", "is_complete", "read_run_config"]
+__all__ = ["finetune", "FinetuneResult", "is_complete", "read_run_config"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """What :func:`finetune` returns: the run folder and the training log it wrote.
+
+    Path-like (``Path(result)``, ``result / "head.safetensors"``) so it stands for the folder.
+    ``log`` holds ``best_epoch``, ``best_val_accuracy``, ``total_train_seconds``, the per-epoch
+    records (``epochs``) and the run's settings (device, bf16, steps...).
+    """
+
+    run_dir: Path
+    log: dict[str, Any] = field(repr=False)
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.run_dir)
+
+    def __truediv__(self, other: str | os.PathLike) -> Path:
+        return self.run_dir / other
+
+    def __str__(self) -> str:
+        return str(self.run_dir)
 
 
 def finetune(
@@ -43,7 +67,7 @@ def finetune(
     data_dir: str | os.PathLike | None = None,
     progress: bool = True,
     callbacks: Sequence[EpochCallback] = (),
-) -> Path:
+) -> FinetuneResult:
     """LoRA-fine-tune ``cfg.backbone`` on ``cfg.dataset`` and write the run folder.
 
     Parameters
@@ -64,8 +88,9 @@ def finetune(
 
     Returns
     -------
-    Path
-        The run folder; see :mod:`adue.training.runfolder` for its layout.
+    FinetuneResult
+        The run folder (path-like; see :mod:`adue.training.runfolder` for its layout) and
+        the training log.
     """
     from adue.training.loop import train_run
 
@@ -73,7 +98,7 @@ def finetune(
         raise TypeError(f"The 'cfg' parameter of finetune must be a RunConfig. Got {type(cfg).__name__} instead.")
     run_dir = Path(output_dir)
     resume = _prepare_on_main(run_dir, cfg, overwrite=overwrite)
-    train_run(
+    log = train_run(
         cfg,
         run_dir,
         resume=resume,
@@ -82,7 +107,7 @@ def finetune(
         callbacks=callbacks,
     )
     logger.info("Run folder written: %s", run_dir)
-    return run_dir
+    return FinetuneResult(run_dir=run_dir, log=log)
 
 
 def _prepare_on_main(run_dir: Path, cfg: RunConfig, *, overwrite: bool) -> bool:

@@ -26,18 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adue._atomic import atomic_write_json
 from adue.config import RunConfig
+from adue.device import resolve_device
+from adue.inference import assemble, forward_batches
+from adue.inference.tokenize import encode_texts, length_sorted_batches, pad_batch, pad_token_id
 from adue.training import runfolder as rf
-from adue.training.batching import (
-    encode_texts,
-    length_sorted_batches,
-    pad_batch,
-    pad_token_id,
-    shuffled_batches,
-)
+from adue.training.inputs import class_names, load_run_splits, resolve_max_length, split_texts
 from adue.training.lora import load_trainable_state, param_groups, trainable_state, wrap_lora
+from adue.training.sampling import shuffled_batches
 
-__all__ = ["train_run", "evaluate", "resolve_bf16", "cpu_has_fast_bf16", "resolve_max_length"]
+__all__ = ["train_run", "evaluate", "resolve_bf16", "cpu_has_fast_bf16"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,28 +69,6 @@ def resolve_bf16(setting: bool | str, device: torch.device) -> bool:
     return False
 
 
-def resolve_max_length(cfg: RunConfig, tokenizer: Any) -> int:
-    """``cfg.max_length`` (or the dataset's suggested length), capped at the model's limit."""
-    max_len = cfg.max_length
-    if max_len is None:
-        max_len = 512
-        try:
-            from adue.data import DATASETS
-
-            info = DATASETS.get(cfg.dataset)
-            if info is not None:
-                v = info.get("max_length") if isinstance(info, dict) else getattr(info, "max_length", None)
-                if v:
-                    max_len = int(v)
-        except ImportError:  # pragma: no cover
-            pass
-    limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(limit, int) and 0 < limit < 1_000_000 and limit < max_len:
-        logger.info("max_length %d exceeds the model's limit; using %d", max_len, limit)
-        max_len = limit
-    return int(max_len)
-
-
 # ------------------------------------------------------------------------------ eval
 @torch.no_grad()
 def evaluate(
@@ -112,31 +89,19 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
-    batches = length_sorted_batches([len(s) for s in ids], batch_size)
-    mine = batches[process_index::num_processes]
-    rows: list[np.ndarray] = []
-    outs: list[np.ndarray] = []
-    for idx in mine:
-        b = pad_batch([ids[i] for i in idx], pad_id)
-        logits = model(
-            input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device)
-        ).logits
-        rows.append(idx)
-        outs.append(logits.float().cpu().numpy())
+    try:
+        batches = length_sorted_batches([len(s) for s in ids], batch_size)
+        mine = batches[process_index::num_processes]
+        parts = list(forward_batches(model, ids, mine, pad_id=pad_id, device=device))
+    finally:
+        model.train(was_training)
     if num_processes > 1:
         from accelerate.utils import gather_object
 
-        pairs = gather_object([(r, o) for r, o in zip(rows, outs, strict=True)])
-        rows = [p[0] for p in pairs]
-        outs = [p[1] for p in pairs]
-    n = len(ids)
-    width = outs[0].shape[1]
-    logits_all = np.empty((n, width), dtype=np.float32)
-    for r, o in zip(rows, outs, strict=True):
-        logits_all[r] = o
+        parts = gather_object(parts)
+    _, logits_all = assemble(len(ids), parts)
     lab = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     loss = float(F.cross_entropy(torch.from_numpy(logits_all), lab).item())
-    model.train(was_training)
     return logits_all, loss
 
 
@@ -163,35 +128,6 @@ def _linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
     return f
 
 
-def _load_splits(cfg: RunConfig, data_dir: str | None):
-    from adue.data import load_dataset
-
-    return load_dataset(
-        cfg.dataset,
-        data_dir,
-        max_train=cfg.max_train,
-        max_val=cfg.max_val,
-        max_test=cfg.max_test,
-        split_seed=cfg.split_seed,
-        subsample_seed=cfg.subsample_seed,
-    )
-
-
-def split_texts(ds: Any, split: str, cfg: RunConfig) -> list[str]:
-    """The texts of a split as the model sees them (whitespace-stripped if ``cfg.strip_text``)."""
-    texts = list(ds[split]["text"])
-    return [t.strip() for t in texts] if cfg.strip_text else texts
-
-
-def class_names(ds: Any) -> list[str]:
-    """Class names of a loaded ``DatasetDict``."""
-    feat = ds["train"].features["label"]
-    names = getattr(feat, "names", None)
-    if not names:
-        raise ValueError("The dataset's 'label' column has no class names.")
-    return list(names)
-
-
 # ------------------------------------------------------------------------------ train
 def _make_accelerator() -> Any:
     """An ``Accelerator`` without accelerate's own mixed precision.
@@ -213,7 +149,25 @@ def _make_accelerator() -> Any:
             shared.get("_mixed_precision"),
         )
         AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(mixed_precision="no")
+    # device_placement=False: the model goes to the run's own device (cfg.device) before the
+    # optimizer is built, see _run_device.
+    return Accelerator(mixed_precision="no", device_placement=False)
+
+
+def _run_device(cfg: RunConfig, accelerator: Any) -> torch.device:
+    """The run's device: ``cfg.device`` in a single process; under ``accelerate launch``
+    each process's own device (the setting cannot name one device for all of them)."""
+    if accelerator.num_processes > 1:
+        if cfg.device != "auto":
+            logger.warning(
+                "device %r is ignored under accelerate launch: each of the %d processes uses "
+                "its own device (%s here)",
+                cfg.device,
+                accelerator.num_processes,
+                accelerator.device,
+            )
+        return accelerator.device
+    return resolve_device(cfg.device)
 
 
 def train_run(
@@ -237,14 +191,14 @@ def train_run(
     from adue.backbones import load_backbone
 
     accelerator = _make_accelerator()
-    device = accelerator.device
+    device = _run_device(cfg, accelerator)
     main = accelerator.is_main_process
     nproc = accelerator.num_processes
     rank = accelerator.process_index
     use_bf16 = resolve_bf16(cfg.bf16, device)
 
     # ---- data
-    ds = _load_splits(cfg, data_dir)
+    ds = load_run_splits(cfg, data_dir)
     names = class_names(ds)
     num_labels = len(names)
 
@@ -254,7 +208,7 @@ def train_run(
         cfg.backbone, num_labels, trust_remote_code=cfg.trust_remote_code
     )
     set_seed(cfg.seed + 1)
-    model = wrap_lora(model, cfg)
+    model = wrap_lora(model, cfg).to(device)
     max_len = resolve_max_length(cfg, tokenizer)
     pad_id = pad_token_id(tokenizer)
 
@@ -306,7 +260,7 @@ def train_run(
     raw_model = accelerator.unwrap_model(model)
 
     if main:
-        rf.write_json(
+        atomic_write_json(
             run_dir / rf.DATASET,
             {
                 "dataset": cfg.dataset,
@@ -437,7 +391,7 @@ def train_run(
         if main:
             # The log first, then the checkpoint (the commit point): a resume keeps only the
             # log's epochs up to the checkpoint's.
-            rf.write_json(run_dir / rf.TRAIN_LOG, log)
+            atomic_write_json(run_dir / rf.TRAIN_LOG, log)
             rf.save_checkpoint(
                 run_dir,
                 {
@@ -472,9 +426,9 @@ def train_run(
         save_head(head, run_dir / rf.HEAD)
         log["total_train_seconds"] = sum(e["train_seconds"] for e in log["epochs"])
         log["total_eval_seconds"] = sum(e["eval_seconds"] for e in log["epochs"])
-        rf.write_json(run_dir / rf.TRAIN_LOG, log)
-        rf.write_json(run_dir / rf.VERSIONS, rf.versions())
-        rf.write_json(
+        atomic_write_json(run_dir / rf.TRAIN_LOG, log)
+        atomic_write_json(run_dir / rf.VERSIONS, rf.provenance())
+        atomic_write_json(
             run_dir / rf.COMPLETE,
             {
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

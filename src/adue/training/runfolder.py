@@ -6,7 +6,7 @@
       config.json         resolved RunConfig
       dataset.json        class names and split sizes actually used
       train_log.json      per-epoch loss, validation accuracy and wall times; best epoch
-      versions.json       python / torch / transformers / peft / accelerate / adue versions
+      versions.json       package versions, platform and git commit (adue.provenance)
       adapter/            peft adapter (safetensors): LoRA weights + trained head
       head.safetensors    the trained head as an adue.heads.ClassifierHead (z -> logits)
       checkpoint/last.pt  during training only: state after the last finished epoch
@@ -20,14 +20,13 @@ import json
 import os
 import platform
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from adue._atomic import atomic_path
-from adue.config import RunConfig, atomic_write_text, config_differences
+from adue.config import RunConfig, config_differences
 
 __all__ = [
     "CONFIG",
@@ -41,11 +40,10 @@ __all__ = [
     "is_complete",
     "read_run_config",
     "read_json",
-    "write_json",
     "save_checkpoint",
     "load_checkpoint",
     "prepare_run_dir",
-    "versions",
+    "provenance",
     "replace_dir",
 ]
 
@@ -77,11 +75,6 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"Cannot parse {path}: {exc}") from exc
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
@@ -177,15 +170,9 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig, *, overwrite: bool) -> bool:
     return True
 
 
-def versions() -> dict[str, str]:
-    """Versions of the software that shaped a run."""
-    out: dict[str, str] = {"python": sys.version.split()[0], "platform": platform.platform()}
-    import adue
+def provenance() -> dict[str, Any]:
+    """What ``versions.json`` records: :func:`adue.provenance.package_versions`, the platform
+    and :func:`adue.provenance.git_commit`."""
+    from adue.provenance import git_commit, package_versions
 
-    out["adue"] = adue.__version__
-    for mod in ("torch", "transformers", "peft", "accelerate", "datasets", "numpy", "safetensors"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - an optional package may be missing
-            out[mod] = "not installed"
-    return out
+    return {**package_versions(), "platform": platform.platform(), "git_commit": git_commit()}

@@ -1,4 +1,4 @@
-"""Tokenisation and batching shared by training and extraction.
+"""Tokenisation and length-sorted batching, shared by training, extraction and prediction.
 
 Texts are tokenised once, truncated to ``max_length`` and never padded up front; each batch
 is padded on the right to its own longest row (dynamic padding). Right padding keeps every
@@ -18,7 +18,6 @@ __all__ = [
     "encode_texts",
     "pad_batch",
     "length_sorted_batches",
-    "shuffled_batches",
     "pad_token_id",
 ]
 
@@ -88,16 +87,3 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.nd
         raise ValueError(f"batch_size must be >= 1. Got {batch_size} instead.")
     order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def shuffled_batches(n: int, batch_size: int, *, seed: int, epoch: int) -> list[np.ndarray]:
-    """A random permutation of ``range(n)`` cut into batches; a function of ``(seed, epoch)``.
-
-    Deriving the order from the epoch number (not from a running generator) lets a resumed
-    run see exactly the batches an uninterrupted run would.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1. Got {batch_size} instead.")
-    gen = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
-    perm = torch.randperm(n, generator=gen).numpy()
-    return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
