@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -218,3 +219,154 @@ def test_label_dtype_is_int64_classlabel(tmp_path):
     arr = ds["train"].with_format("numpy")["label"]
     assert np.asarray(arr).dtype.kind == "i"
     assert ds["train"].features["label"].num_classes == 2
+
+
+# ----------------------------------------------------------------------------- labels (issue 8)
+def test_label_whitespace_stripped_alike_in_csv_and_jsonl(tmp_path):
+    # regression: CSV stripped label whitespace and JSONL did not (" pos" and "pos": 2 classes)
+    rows = [("a", " pos"), ("b", "neg "), ("c", "pos"), ("d", "\tneg")]
+    csv_dir, jsonl_dir = tmp_path / "csv", tmp_path / "jsonl"
+    for folder in (csv_dir, jsonl_dir):
+        folder.mkdir()
+    write_csv(csv_dir / "train.csv", rows)
+    write_csv(csv_dir / "test.csv", [("e", " neg ")])
+    write_jsonl(jsonl_dir / "train.jsonl", [{"text": t, "label": y} for t, y in rows])
+    write_jsonl(jsonl_dir / "test.jsonl", [{"text": "e", "label": " neg "}])
+    for folder in (csv_dir, jsonl_dir):
+        ds = load_dataset(str(folder))
+        assert ds["train"].features["label"].names == ["neg", "pos"]
+        assert sorted(list(ds["train"]["label"]) + list(ds["validation"]["label"])) == [0, 0, 1, 1]
+        assert list(ds["test"]["label"]) == [0]
+
+
+def test_repeated_header_row_is_an_error_naming_the_line(tmp_path):
+    # regression: a repeated header row trained a 3-class model with a class named 'label'
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\na,pos\nb,neg\ntext,label\nc,pos\n", encoding="utf-8")
+    write_csv(tmp_path / "test.csv", [("t", "pos")])
+    with pytest.raises(DataFormatError, match=rf"{train}, line 4: the label 'label' is the label"):
+        load_dataset(str(tmp_path))
+    # the same with a renamed label column
+    train.write_text("category,text\npos,a\nneg,b\ncategory,text\n", encoding="utf-8")
+    write_csv(tmp_path / "test.csv", [("pos", "t")], header=("category", "text"))
+    with pytest.raises(DataFormatError, match=rf"{train}, line 4: the label 'category' is"):
+        load_dataset(str(tmp_path), label_column="category")
+    jsonl = tmp_path / "j"
+    jsonl.mkdir()
+    write_jsonl(jsonl / "train.jsonl", [{"text": "a", "label": "x"}, {"text": "t", "label": "label"}])
+    write_jsonl(jsonl / "test.jsonl", [{"text": "b", "label": "x"}])
+    with pytest.raises(DataFormatError, match=rf"{jsonl / 'train.jsonl'}, line 2: the label 'label'"):
+        load_dataset(str(jsonl))
+
+
+def test_case_variants_and_few_rows_warn_with_counts(tmp_path, caplog):
+    rows = [(f"t{i}", "pos") for i in range(12)] + [(f"u{i}", "Pos") for i in range(3)]
+    rows += [(f"v{i}", "neg") for i in range(12)]
+    write_csv(tmp_path / "train.csv", rows)
+    write_csv(tmp_path / "test.csv", [("x", "pos"), ("y", "neg")] * 10 + [("z", "Pos")])
+    with caplog.at_level(logging.WARNING, logger="adue.data.user"):
+        ds = load_dataset(str(tmp_path))
+    assert ds["train"].features["label"].names == ["Pos", "neg", "pos"]  # still 3 classes
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    case = [m for m in messages if "differ only in case" in m]
+    assert case == [
+        "Labels that differ only in case are separate classes ('Pos': 4 rows, 'pos': 22 rows); "
+        "if they mean the same class, write them the same way."
+    ]
+    few = [m for m in messages if "fewer than 10 rows" in m]
+    assert few == [
+        f"{tmp_path / 'train.csv'}: classes with fewer than 10 rows ('Pos': 3); estimates for "
+        "them will be noisy.",
+        f"{tmp_path / 'test.csv'}: classes with fewer than 10 rows ('Pos': 1); estimates for "
+        "them will be noisy.",
+    ]
+
+
+def test_no_warning_for_clean_labels(tmp_path, caplog):
+    rows = [(f"t{i}", "pos" if i % 2 else "neg") for i in range(40)]
+    write_csv(tmp_path / "train.csv", rows)
+    write_csv(tmp_path / "test.csv", rows[:20])
+    with caplog.at_level(logging.WARNING, logger="adue.data"):
+        load_dataset(str(tmp_path))
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_missing_columns_name_the_columns_found(tmp_path):
+    train = write_csv(tmp_path / "train.csv", [("a", "x")], header=("sentence", "category"))
+    write_csv(tmp_path / "test.csv", [("b", "x")], header=("sentence", "category"))
+    with pytest.raises(DataFormatError) as info:
+        load_dataset(str(tmp_path))
+    assert str(info.value) == (
+        f"{train}, line 1: no text column 'text'; the header has the columns ['sentence', "
+        "'category']. Name the text column with --text-column (text_column=)"
+    )
+    with pytest.raises(DataFormatError, match=r"no label column 'label'; the header has the co"):
+        load_dataset(str(tmp_path), text_column="sentence")
+    jdir = tmp_path / "j"
+    jdir.mkdir()
+    write_jsonl(jdir / "train.jsonl", [{"body": "a", "y": 0}, {"body": "b", "y": 1}])
+    write_jsonl(jdir / "test.jsonl", [{"body": "c", "y": 0}])
+    with pytest.raises(DataFormatError) as info:
+        load_dataset(str(jdir), text_column="body")
+    assert str(info.value) == (
+        f"{jdir / 'train.jsonl'}, line 1: no label key 'label'; the object has the keys "
+        "['body', 'y']. Name the label key with --label-column (label_column=)"
+    )
+
+
+def test_text_and_label_columns_for_csv_and_jsonl(tmp_path):
+    # regression: a CSV with text,category could only be used after renaming its header
+    cdir, jdir = tmp_path / "c", tmp_path / "j"
+    cdir.mkdir()
+    jdir.mkdir()
+    rows = [("good", "pos"), ("bad", "neg"), ("fine", "pos")]
+    write_csv(cdir / "train.csv", rows, header=("text", "category"))
+    write_csv(cdir / "test.csv", [("awful", "neg")], header=("text", "category"))
+    write_jsonl(jdir / "train.jsonl", [{"body": t, "y": y} for t, y in rows])
+    write_jsonl(jdir / "test.jsonl", [{"body": "awful", "y": "neg"}])
+    c = load_dataset(str(cdir), label_column="category")
+    j = load_dataset(str(jdir), text_column="body", label_column="y")
+    for ds in (c, j):
+        assert ds.column_names == {s: ["text", "label"] for s in ("train", "validation", "test")}
+        assert ds["train"].features["label"].names == ["neg", "pos"]
+        assert rows_of(ds["test"]) == [("awful", 0)]
+    assert sorted(rows_of(c["train"]) + rows_of(c["validation"])) == [
+        ("bad", 0), ("fine", 1), ("good", 1)
+    ]
+
+
+def test_column_options_checked(tmp_path):
+    with pytest.raises(ValueError) as info:
+        load_dataset("sst2", text_column="sentence")
+    assert str(info.value) == (
+        "The 'text_column' parameter of load_dataset must be 'text' for the named dataset "
+        "'sst2' (its file format is fixed; the column options are for user folders). Got "
+        "'sentence' instead."
+    )
+    with pytest.raises(ValueError, match=r"The 'label_column' parameter of load_dataset must be "
+                       r"different from text_column. Got 'x' instead."):
+        load_dataset(str(tmp_path), text_column="x", label_column="x")
+    with pytest.raises(ValueError, match=r"The 'text_column' parameter of load_dataset must be a "
+                       r"non-empty str \(a column name\). Got '' instead."):
+        load_dataset(str(tmp_path), text_column="")
+
+
+@pytest.mark.parametrize("base", ["val", "dev"])
+def test_val_and_dev_name_the_validation_file(tmp_path, base):
+    write_csv(tmp_path / "train.csv", [("a", "x"), ("b", "y")])
+    write_jsonl(tmp_path / f"{base}.jsonl", [{"text": "c", "label": "y"}])
+    write_csv(tmp_path / "test.csv", [("d", "x")])
+    ds = load_dataset(str(tmp_path))
+    assert rows_of(ds["validation"]) == [("c", 1)]  # the file's rows, not an 80/20 carve
+    assert rows_of(ds["train"]) == [("a", 0), ("b", 1)]
+    write_csv(tmp_path / "validation.csv", [("e", "x")])
+    with pytest.raises(DataFormatError, match=rf"both validation.csv and {base}.jsonl exist"):
+        load_dataset(str(tmp_path))
+
+
+def test_invalid_utf8_in_jsonl_names_file_and_line(tmp_path):
+    write_csv(tmp_path / "train.csv", [("a", "x"), ("b", "y")])
+    test = tmp_path / "test.jsonl"
+    test.write_bytes(b'{"text": "ok", "label": "x"}\n{"text": "caf\xe9", "label": "y"}\n')
+    with pytest.raises(DataFormatError, match=rf"{test}, line 2: not valid utf-8"):
+        load_dataset(str(tmp_path))

@@ -23,7 +23,7 @@ from adue.data.user import load_user_folder, parse_user_spec
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["SPLITS", "dataset_name", "load_dataset"]
+__all__ = ["SPLITS", "dataset_name", "load_dataset", "read_splits", "unknown_dataset_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ def _check_seed(name: str, value: Any) -> int:
     return value
 
 
-def _unknown_name(name: str) -> ValueError:
+def unknown_dataset_error(name: str) -> ValueError:
+    """The error for a spec that is neither a named dataset nor a user folder."""
     return ValueError(
         f"Unknown dataset {name!r}. Valid names: {', '.join(DATASETS)}; or a user folder "
         "given as a path or NAME=PATH, holding train, test and optionally validation (or val, "
@@ -70,7 +71,7 @@ def dataset_name(spec: str | os.PathLike[str]) -> str:
         return spec
     user = parse_user_spec(spec)
     if user is None:
-        raise _unknown_name(spec)
+        raise unknown_dataset_error(spec)
     return user[0]
 
 
@@ -164,8 +165,18 @@ def _check_columns(text_column: Any, label_column: Any) -> None:
         raise param_error("label_column", _OWNER, "different from text_column", label_column)
 
 
-def _read_any(name: str, data_dir, text_column: str, label_column: str, split_seed: int) -> _Loaded:
-    """Read a named dataset or a user folder; carve validation from train when absent."""
+def read_splits(
+    name: str,
+    data_dir: str | os.PathLike[str] | None,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    split_seed: int = 42,
+) -> _Loaded:
+    """Read a named dataset or a user folder (raw rows, class names), before any cap.
+
+    Validation is carved 80/20 from train (``split_seed``) when the release has none.
+    """
     if name in DATASETS:
         _check_fixed_columns(name, text_column, label_column)
         spec = DATASETS[name]
@@ -174,7 +185,7 @@ def _read_any(name: str, data_dir, text_column: str, label_column: str, split_se
     else:
         user = parse_user_spec(name)
         if user is None:
-            raise _unknown_name(name)
+            raise unknown_dataset_error(name)
         shown, folder = user
         raw, names = load_user_folder(
             Path(folder), text_column=text_column, label_column=label_column
@@ -233,7 +244,9 @@ def load_dataset(
     _check_columns(text_column, label_column)
 
     start = time.perf_counter()
-    loaded = _read_any(name, data_dir, text_column, label_column, split_seed)
+    loaded = read_splits(
+        name, data_dir, text_column=text_column, label_column=label_column, split_seed=split_seed
+    )
     import datasets
 
     out = datasets.DatasetDict()

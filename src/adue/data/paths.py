@@ -76,7 +76,7 @@ def locate_data_dir(
         raise ValueError(f"Unknown dataset {name!r}. Valid names: {', '.join(DATASETS)}.")
     shared = find_shared_data(start)
     if shared is not None and _has_files(shared, name):
-        return shared, "a shared/data folder found above the current folder"
+        return shared, "shared/data found in the current folder or above"
     cache = user_cache_data_dir()
     if _has_files(cache, name):
         return cache, "the user cache"
