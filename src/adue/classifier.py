@@ -104,7 +104,10 @@ def _build_method(name: str, params: dict[str, Any] | None, loaded: Any, device:
 
     params = dict(params or {})
     if name == "adue":
-        params = {**DEFAULT_ADUE_PARAMS, **params}
+        defaults = dict(DEFAULT_ADUE_PARAMS)
+        if "search" in params and params["search"] is None:  # one config: no CV selection
+            defaults.pop("search_cv")
+        params = {**defaults, **params}
     if "head" in method_class(name)._param_names() and "head" not in params:
         from adue.architectures import classifier_head
 
@@ -302,7 +305,7 @@ class UncertainClassifier:
 
         z, logits = extract_features(self.loaded.model, self.loaded.tokenizer, list(texts),
                                      max_length=self.loaded.max_length, batch_size=self.batch_size,
-                                     device=self.device, progress=progress)
+                                     device=None, progress=progress)  # the model sits on its device
         return Features(z, logits, labels)
 
     def predict_arrays(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
