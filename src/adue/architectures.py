@@ -1,27 +1,43 @@
-"""Per-architecture knowledge about Hugging Face sequence classifiers.
+"""Per-architecture knowledge about Hugging Face sequence classifiers, found generically.
 
 Every function takes a loaded ``*ForSequenceClassification`` model, wrapped by peft or not
 (a ``PeftModel`` is unwrapped with ``get_base_model()``; a head wrapped in peft's
-``ModulesToSaveWrapper`` is read through its active copy). The representation ``z`` is the
-input of the classification head:
+``ModulesToSaveWrapper`` is read through its active copy). The classification head is found
+by the modules the model holds directly (not by ``model_type``), so any architecture with one
+of these layouts works; ``z`` is the input of the head, captured by a forward hook:
 
-=================  ==========  ==============================================  ===========
-model_type         pooling     z                                               head
-=================  ==========  ==============================================  ===========
-bert               pooled      pooler output ``tanh(W h_[CLS] + b)``           ``classifier`` Linear
-roberta, xlm-r.,   cls         last-layer hidden state of the first token      ``classifier``
-electra, mpnet                                                                 dense, act, out_proj
-llama, mistral,    last_token  last-layer hidden state of the last non-pad     ``score`` Linear
-qwen2, qwen3                   token (as the model pools: rightmost token      (no bias)
-                               whose id is not ``pad_token_id``)
-=================  ==========  ==============================================  ===========
+=============================  ==========================  ==========  ====================
+head modules on the model      examples                    pooling     head copied as
+=============================  ==========================  ==========  ====================
+``classifier`` Linear          BERT, ALBERT                pooled      Linear on the pooler
+                                                                       output
+``classifier`` with ``dense``  RoBERTa, XLM-R, ELECTRA,    cls         dense, act, out_proj
++ ``out_proj``                 MPNet
+``classification_head`` idem   BART, T5                    eos         dense, tanh, out_proj
+``pre_classifier`` +           DistilBERT                  cls         dense, ReLU, out_proj
+``classifier``
+``pooler`` (``dense``) +       DeBERTa, DeBERTa-v2         cls         dense, act, out_proj
+``classifier``
+``head`` + ``classifier``      ModernBERT                  pooled      Linear on the output
+                                                                       of ``head``
+``score`` Linear               GPT-2, Llama, Mistral,      last_token  Linear (no bias)
+                               Qwen, Gemma, Phi, ...
+=============================  ==========================  ==========  ====================
 
-Two-layer heads compute ``out_proj(act(dense(z)))`` with ``act`` tanh (RoBERTa, MPNet) or GELU
-(ELECTRA); dropout sits before ``dense`` and before ``out_proj`` and is inactive in eval mode.
+``pooled``: the model pools before the head (BERT/ALBERT pooler ``tanh(W h_[CLS] + b)``;
+ModernBERT's ``head`` = LayerNorm(act(dense(pooled))), whose LayerNorm a two-layer
+:class:`~adue.heads.ClassifierHead` cannot hold, so only its final ``classifier`` is the
+head). ``cls``: the last-layer hidden state of the first token. ``eos``: the hidden state at
+the last end-of-sequence token, selected by the model. ``last_token``: decoders pool at the
+last non-pad token, as transformers does (rightmost token whose id is not ``pad_token_id``).
+Two-layer heads compute ``out_proj(act(dense(z)))``; every two-layer copy is checked against
+the model's own head modules on a random input, and a head that the copy cannot reproduce
+(another activation, an extra layer) is refused with an error that says so.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +54,7 @@ __all__ = [
     "unwrap_model",
     "model_type",
     "lora_target_modules",
+    "head_module_names",
     "head_module_name",
     "head_kind",
     "pooling_kind",
@@ -48,30 +65,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class _Arch:
-    pooling: str  # "cls" | "pooled" | "last_token"
-    head: str  # attribute holding the head
-    head_kind: str  # "linear" | "two_layer"
-    lora: tuple[str, ...]
-    activation: str | None = None  # two-layer heads: fixed activation; None = read from head
-
-
-_BERT_QKV = ("query", "key", "value")
-_DEC_QKV = ("q_proj", "k_proj", "v_proj")
-_ARCHS: dict[str, _Arch] = {
-    "bert": _Arch("pooled", "classifier", "linear", _BERT_QKV),
-    "roberta": _Arch("cls", "classifier", "two_layer", _BERT_QKV, "tanh"),
-    "xlm-roberta": _Arch("cls", "classifier", "two_layer", _BERT_QKV, "tanh"),
-    "electra": _Arch("cls", "classifier", "two_layer", _BERT_QKV, None),
-    "mpnet": _Arch("cls", "classifier", "two_layer", ("q", "k", "v"), "tanh"),
-    "llama": _Arch("last_token", "score", "linear", _DEC_QKV),
-    "mistral": _Arch("last_token", "score", "linear", _DEC_QKV),
-    "qwen2": _Arch("last_token", "score", "linear", _DEC_QKV),
-    "qwen3": _Arch("last_token", "score", "linear", _DEC_QKV),
-}
-SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(_ARCHS)
+#: Model types the test-suite checks on tiny random models (pooling, head copy, LoRA).
+#: Others go through the same generic path; their two-layer heads are probed on copy.
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = (
+    "bert", "roberta", "xlm-roberta", "electra", "mpnet", "llama", "mistral", "qwen2", "qwen3",
+    "distilbert", "deberta-v2", "albert", "gpt2", "gemma", "phi", "modernbert",
+)
 
 #: ``config.model_type`` of the decoder-only language models (their sequence classifiers pool
 #: the last non-pad token). The one list of decoders in adue; everything else is an encoder.
@@ -101,6 +100,30 @@ def model_family(model_type: str) -> str:
     return "decoder" if model_type.strip().lower() in DECODER_MODEL_TYPES else "encoder"
 
 
+# Attention projections LoRA adapts, first match wins (leaf names of Linear / GPT-2 Conv1D).
+_QKV_NAMES: tuple[tuple[str, ...], ...] = (
+    ("query", "key", "value"),  # BERT, RoBERTa, ELECTRA, ALBERT
+    ("q", "k", "v"),  # MPNet
+    ("q_proj", "k_proj", "v_proj"),  # Llama, Mistral, Qwen, Gemma, Phi, BART
+    ("query_proj", "key_proj", "value_proj"),  # DeBERTa-v2
+    ("in_proj",),  # DeBERTa (v1)
+    ("q_lin", "k_lin", "v_lin"),  # DistilBERT
+    ("Wqkv",),  # ModernBERT
+    ("qkv_proj",),  # Phi-3
+    ("query_key_value",),  # GPT-NeoX, Falcon, Bloom
+    ("c_attn",),  # GPT-2
+)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    modules: tuple[str, ...]  # the head's modules, attributes of the model (peft modules_to_save)
+    hook: str  # the module whose input is z (before pooling)
+    pooling: str  # "pooled" | "cls" | "eos" | "last_token"
+    kind: str  # "linear" | "two_layer"
+    seq_input: bool  # whether the hooked module gets (n, length, d) rather than (n, d)
+
+
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The transformers model inside a ``PeftModel`` (the model itself otherwise)."""
     get_base = getattr(model, "get_base_model", None)
@@ -122,24 +145,7 @@ def model_type(model: nn.Module) -> str:
     return mtype
 
 
-def _arch(model: nn.Module) -> tuple[nn.Module, _Arch]:
-    base = unwrap_model(model)
-    mtype = model_type(base)
-    arch = _ARCHS.get(mtype)
-    if arch is None:
-        raise ValueError(
-            f"Unsupported architecture: model_type {mtype!r} ({type(base).__name__}). "
-            f"Supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}."
-        )
-    if not isinstance(getattr(base, arch.head, None), nn.Module):
-        raise ValueError(
-            f"The {mtype!r} model {type(base).__name__} has no '{arch.head}' classification "
-            "head; load it with AutoModelForSequenceClassification."
-        )
-    return base, arch
-
-
-def _active_head(wrapper: nn.Module) -> nn.Module:
+def _active_head(wrapper: Any) -> Any:
     """The module that actually runs: the active copy inside peft's ModulesToSaveWrapper."""
     copies = getattr(wrapper, "modules_to_save", None)
     original = getattr(wrapper, "original_module", None)
@@ -151,24 +157,97 @@ def _active_head(wrapper: nn.Module) -> nn.Module:
     return wrapper
 
 
+def _is_two_layer(module: Any) -> bool:
+    return isinstance(getattr(module, "dense", None), nn.Linear) and isinstance(
+        getattr(module, "out_proj", None), nn.Linear
+    )
+
+
+def _find_layout(base: nn.Module, mtype: str) -> _Layout | None:
+    kids = {name: _active_head(m) for name, m in base.named_children()}
+
+    def linear(name: str) -> bool:
+        return isinstance(kids.get(name), nn.Linear)
+
+    if linear("pre_classifier") and linear("classifier"):  # DistilBERT
+        return _Layout(
+            ("pre_classifier", "classifier"), "pre_classifier", "cls", "two_layer", False
+        )
+    if linear("classifier") and isinstance(getattr(kids.get("pooler"), "dense", None), nn.Linear):
+        return _Layout(("pooler", "classifier"), "pooler", "cls", "two_layer", True)  # DeBERTa
+    if linear("classifier") and isinstance(getattr(kids.get("head"), "dense", None), nn.Linear):
+        return _Layout(("head", "classifier"), "classifier", "pooled", "linear", False)  # ModernBERT
+    for name, pooling in (("classifier", "cls"), ("classification_head", "eos")):
+        if _is_two_layer(kids.get(name)):
+            return _Layout((name,), name, pooling, "two_layer", pooling == "cls")
+    decoder = model_family(mtype) == "decoder"
+    for name in ("score", "classifier"):
+        if linear(name):
+            pooling = "last_token" if decoder or name == "score" else "pooled"
+            return _Layout((name,), name, pooling, "linear", pooling == "last_token")
+    return None
+
+
+def _arch(model: nn.Module) -> tuple[nn.Module, _Layout]:
+    base = unwrap_model(model)
+    mtype = model_type(base)
+    layout = _find_layout(base, mtype)
+    if layout is None:
+        kids = ", ".join(f"{n} ({type(m).__name__})" for n, m in base.named_children())
+        raise ValueError(
+            f"Cannot find the classification head of the {mtype!r} model {type(base).__name__} "
+            f"(its modules: {kids}). adue reads a 'classifier' or 'score' Linear, a "
+            "'classifier'/'classification_head' with 'dense' and 'out_proj' layers, "
+            "'pre_classifier' + 'classifier', 'pooler' + 'classifier' or 'head' + "
+            "'classifier'. Load the model with AutoModelForSequenceClassification; if the head "
+            "itself carries LoRA layers, merge the adapter first (merge_and_unload)."
+        )
+    return base, layout
+
+
 def lora_target_modules(model: nn.Module) -> list[str]:
-    """Names of the attention projections LoRA adapts (query/key/value style per model)."""
-    return list(_arch(model)[1].lora)
+    """Leaf names of the attention projections LoRA adapts (query/key/value style per model:
+    the first of :data:`_QKV_NAMES` whose names all occur as Linear/Conv1D layers)."""
+    base, layout = _arch(model)
+    leaves: set[str] = set()
+    for name, module in base.named_modules():
+        if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
+            name = name.removesuffix(".base_layer")  # a layer peft has wrapped
+            leaves.add(name.rsplit(".", 1)[-1])
+    for names in _QKV_NAMES:
+        if set(names) <= leaves:
+            return list(names)
+    raise ValueError(
+        f"Cannot tell the attention projections of the {model_type(base)!r} model "
+        f"{type(base).__name__}: none of {[list(n) for n in _QKV_NAMES]} are all layers of it."
+    )
+
+
+def head_module_names(model: nn.Module) -> list[str]:
+    """Attributes of the model that make up its classification head (``["classifier"]``,
+    ``["score"]``, ``["pre_classifier", "classifier"]``, ...), for peft's ``modules_to_save``."""
+    return list(_arch(model)[1].modules)
 
 
 def head_module_name(model: nn.Module) -> str:
-    """Attribute of the classification head (``"classifier"`` or ``"score"``), for peft's
-    ``modules_to_save``."""
-    return _arch(model)[1].head
+    """The head's one attribute (``"classifier"`` or ``"score"``); a head made of several
+    modules (DistilBERT, DeBERTa, ModernBERT) raises: use :func:`head_module_names`."""
+    names = head_module_names(model)
+    if len(names) != 1:
+        raise ValueError(
+            f"The head of the {model_type(model)!r} model is made of {names}; use "
+            "head_module_names(model) (all of them belong in peft's modules_to_save)."
+        )
+    return names[0]
 
 
 def head_kind(model: nn.Module) -> str:
     """``"linear"`` (one Linear) or ``"two_layer"`` (dense, activation, out_proj)."""
-    return _arch(model)[1].head_kind
+    return _arch(model)[1].kind
 
 
 def pooling_kind(model: nn.Module) -> str:
-    """``"cls"`` (first token), ``"pooled"`` (BERT pooler output) or ``"last_token"``."""
+    """``"pooled"``, ``"cls"``, ``"eos"`` or ``"last_token"`` (see the module docstring)."""
     return _arch(model)[1].pooling
 
 
@@ -205,6 +284,47 @@ def _check_batch(input_ids: Any, attention_mask: Any) -> None:
         )
 
 
+def _last_token_z(
+    base: nn.Module, x: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
+    pad_id = base.config.get_text_config().pad_token_id
+    idx = last_token_index(input_ids, pad_id).to(x.device)
+    if pad_id is not None:
+        mask = attention_mask.to(device=x.device, dtype=torch.int32)
+        positions = torch.arange(mask.shape[1], device=x.device, dtype=torch.int32)
+        last_real = (positions * mask).argmax(-1).long()
+        ends = idx != last_real
+        if bool(ends.any()):
+            logger.warning(
+                "%d of %d sequences end with the pad token id %d; the model pools at the "
+                "last token that is not the pad id, and so does z",
+                int(ends.sum()),
+                len(idx),
+                pad_id,
+            )
+    return x[torch.arange(x.shape[0], device=x.device), idx]
+
+
+def _pool(
+    base: nn.Module,
+    layout: _Layout,
+    x: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+) -> torch.Tensor:
+    """``z`` (n, d) from the captured head input ``x``: (n, d) as is, (n, length, d) pooled."""
+    if x.ndim == 2:
+        return x
+    if x.ndim == 3 and layout.pooling == "cls":
+        return x[:, 0, :]
+    if x.ndim == 3 and layout.pooling == "last_token":
+        return _last_token_z(base, x, input_ids, attention_mask)
+    raise ValueError(
+        f"The '{layout.hook}' head of {type(base).__name__} got an input of shape "
+        f"{tuple(x.shape)}; adue cannot tell how the model pools it ({layout.pooling!r})."
+    )
+
+
 def features_and_logits(
     model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,21 +335,19 @@ def features_and_logits(
     The model must be in eval mode (dropout would make both random). Both come back in the
     model's dtype, detached.
     """
-    base, arch = _arch(model)
+    base, layout = _arch(model)
     _check_batch(input_ids, attention_mask)
     if model.training or base.training:
         raise ValueError(
             "features_and_logits needs the model in eval mode; call model.eval() first "
             "(dropout would make z and the logits random)."
         )
-    head = getattr(base, arch.head)
     captured: list[torch.Tensor] = []
 
     def _grab(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        x = args[0] if args else next(iter(kwargs.values()))
-        captured.append(x)
+        captured.append(args[0] if args else next(iter(kwargs.values())))
 
-    handle = head.register_forward_pre_hook(_grab, with_kwargs=True)
+    handle = getattr(base, layout.hook).register_forward_pre_hook(_grab, with_kwargs=True)
     try:
         with torch.no_grad():
             out = model(input_ids=input_ids, attention_mask=attention_mask)
@@ -237,80 +355,111 @@ def features_and_logits(
         handle.remove()
     if len(captured) != 1:
         raise RuntimeError(
-            f"expected the '{arch.head}' head to run once in the forward pass, it ran "
+            f"expected the '{layout.hook}' head to run once in the forward pass, it ran "
             f"{len(captured)} times"
         )
-    x = captured[0]
     logits = out.logits if hasattr(out, "logits") else out[0]
-    if arch.pooling == "cls":
-        z = x[:, 0, :]
-    elif arch.pooling == "pooled":
-        z = x
-    else:
-        pad_id = base.config.get_text_config().pad_token_id
-        idx = last_token_index(input_ids, pad_id).to(x.device)
-        if pad_id is not None:
-            mask = attention_mask.to(device=x.device, dtype=torch.int32)
-            positions = torch.arange(mask.shape[1], device=x.device, dtype=torch.int32)
-            last_real = (positions * mask).argmax(-1).long()
-            ends = idx != last_real
-            if bool(ends.any()):
-                logger.warning(
-                    "%d of %d sequences end with the pad token id %d; the model pools at the "
-                    "last token that is not the pad id, and so does z",
-                    int(ends.sum()),
-                    len(idx),
-                    pad_id,
-                )
-        z = x[torch.arange(x.shape[0], device=x.device), idx]
+    z = _pool(base, layout, captured[0], input_ids, attention_mask)
     return z.detach(), logits.detach()
 
 
-def classifier_head(model: nn.Module) -> ClassifierHead:
-    """A float32 copy of the model's (trained) head as a :class:`ClassifierHead` on ``z``.
+def _dropout_p(*modules: Any) -> float:
+    """``p`` of the first ``nn.Dropout`` among ``modules`` (0.0 when there is none)."""
+    for m in modules:
+        if isinstance(m, nn.Dropout):
+            return float(m.p)
+    return 0.0
 
-    In eval mode ``classifier_head(model)(z) == logits`` for ``(z, logits)`` from
-    :func:`features_and_logits`. Dropout probabilities are copied (BERT: the model's dropout
-    before ``classifier``; decoders: none). The copy is returned in eval mode.
-    """
-    base, arch = _arch(model)
-    head = _active_head(getattr(base, arch.head))
-    if arch.head_kind == "linear":
-        if not isinstance(head, nn.Linear):
-            raise TypeError(
-                f"expected the '{arch.head}' head of {type(base).__name__} to be an nn.Linear, "
-                f"got {type(head).__name__}"
-            )
-        drop = getattr(base, "dropout", None) if arch.pooling == "pooled" else None
-        p = float(drop.p) if isinstance(drop, nn.Dropout) else 0.0
-        out = ClassifierHead(
-            head.in_features, head.out_features, bias=head.bias is not None, dropout=p
+
+def _copy_model_head(base: nn.Module, layout: _Layout) -> ClassifierHead:
+    heads = [_active_head(getattr(base, name)) for name in layout.modules]
+    model_drop = _dropout_p(getattr(base, "dropout", None), getattr(base, "drop", None))
+    if layout.kind == "linear":
+        return ClassifierHead.from_layers(None, heads[-1], dropout=model_drop)
+    if layout.modules == ("pre_classifier", "classifier"):  # ReLU in the model's forward
+        return ClassifierHead.from_layers(*heads, activation="relu", dropout=model_drop)
+    if layout.modules == ("pooler", "classifier"):
+        from transformers.activations import ACT2FN
+
+        pooler, classifier = heads
+        act = ACT2FN[pooler.config.pooler_hidden_act]
+        return ClassifierHead.from_layers(
+            pooler.dense, classifier, activation=_activation_name(act), dropout=model_drop
         )
-        with torch.no_grad():
-            out.out_proj.weight.copy_(head.weight.float())
-            if head.bias is not None:
-                out.out_proj.bias.copy_(head.bias.float())
-        return out.eval()
-    dense, proj = getattr(head, "dense", None), getattr(head, "out_proj", None)
-    if not isinstance(dense, nn.Linear) or not isinstance(proj, nn.Linear):
-        raise TypeError(
-            f"expected the '{arch.head}' head of {type(base).__name__} to have 'dense' and "
-            f"'out_proj' Linear layers, got {type(head).__name__}"
-        )
-    activation = arch.activation or _activation_name(getattr(head, "activation", None))
-    drop = getattr(head, "dropout", None)
-    out = ClassifierHead(
-        dense.in_features,
-        proj.out_features,
-        hidden_features=dense.out_features,
-        activation=activation,
-        bias=proj.bias is not None,
-        dropout=float(drop.p) if isinstance(drop, nn.Dropout) else 0.0,
+    (head,) = heads
+    act = getattr(head, "activation", None)
+    return ClassifierHead.from_layers(
+        head.dense,
+        head.out_proj,
+        activation="tanh" if act is None else _activation_name(act),
+        dropout=_dropout_p(getattr(head, "dropout", None)),
     )
-    with torch.no_grad():
-        out.dense.weight.copy_(dense.weight.float())
-        out.dense.bias.copy_(dense.bias.float())
-        out.out_proj.weight.copy_(proj.weight.float())
-        if proj.bias is not None:
-            out.out_proj.bias.copy_(proj.bias.float())
-    return out.eval()
+
+
+def _model_head_forward(base: nn.Module, layout: _Layout, x: torch.Tensor) -> torch.Tensor:
+    """The model's own head modules on a hook-shaped input ``x`` (eval mode)."""
+    heads = [_active_head(getattr(base, name)) for name in layout.modules]
+    if layout.modules == ("pre_classifier", "classifier"):
+        return heads[1](torch.relu(heads[0](x)))
+    if len(heads) == 2:
+        return heads[1](heads[0](x))
+    return heads[0](x)
+
+
+@torch.no_grad()
+def _probe(base: nn.Module, layout: _Layout, copy_: ClassifierHead) -> None:
+    """Check ``copy_`` against the model's head modules on a random input; raise if it differs."""
+    first = _active_head(getattr(base, layout.modules[0]))
+    weight = first.dense.weight if hasattr(first, "dense") else first.weight
+    shape = (3, 4, copy_.in_features) if layout.seq_input else (3, copy_.in_features)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen).to(device=weight.device, dtype=weight.dtype)
+    modules = [_active_head(getattr(base, name)) for name in layout.modules]
+    was_training = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        want = _model_head_forward(base, layout, x).float().cpu()
+    finally:
+        for m, flag in zip(modules, was_training, strict=True):
+            m.train(flag)
+    z = x[:, 0, :] if x.ndim == 3 else x
+    got = copy_(z.float().cpu())
+    tol = 1e-4 if weight.dtype == torch.float32 else 5e-2
+    err = (got - want).abs().max().item() if got.shape == want.shape else float("inf")
+    if not err <= tol * (1.0 + want.abs().max().item()):
+        raise ValueError(
+            f"The classification head {list(layout.modules)} of {type(base).__name__} cannot be "
+            f"represented as dense -> {copy_.activation_name} -> out_proj (largest difference "
+            f"{err:.3g} on a random input): it has another activation or extra layers."
+        )
+
+
+def classifier_head(model: nn.Module) -> ClassifierHead:
+    """A float32 copy of a trained head as a :class:`ClassifierHead` on ``z``, in eval mode.
+
+    ``model`` is a ``*ForSequenceClassification`` (peft-wrapped or not): in eval mode
+    ``classifier_head(model)(z) == logits`` for ``(z, logits)`` from
+    :func:`features_and_logits`; two-layer copies are checked against the model's own head
+    modules (see :func:`_probe`). Dropout probabilities are copied (BERT: the model's dropout
+    before ``classifier``; decoders: none). A bare head module is accepted too: an
+    ``nn.Linear``, a :class:`ClassifierHead`, or a module with ``dense`` and ``out_proj``
+    layers (activation from its ``activation`` attribute, else tanh as in RoBERTa and MPNet).
+    """
+    if isinstance(model, ClassifierHead):
+        return copy.deepcopy(model).float().eval()
+    if isinstance(model, nn.Linear):
+        return ClassifierHead.from_layers(None, model)
+    if _is_two_layer(model) and getattr(model, "config", None) is None:
+        act = getattr(model, "activation", None)
+        return ClassifierHead.from_layers(
+            model.dense,
+            model.out_proj,
+            activation="tanh" if act is None else _activation_name(act),
+            dropout=_dropout_p(getattr(model, "dropout", None)),
+        )
+    base, layout = _arch(model)
+    head = _copy_model_head(base, layout)
+    if layout.kind == "two_layer":
+        _probe(base, layout, head)
+    return head

@@ -10,8 +10,6 @@ one class for it:
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
@@ -25,23 +23,26 @@ def _make_activation(name: str) -> nn.Module:
 
 
 def _activation_name(act: object) -> str:
-    """Best-effort name of a Hugging Face activation object or function."""
-    if act is None:
-        return "tanh"
+    """Name (in :data:`ACTIVATIONS`) of a Hugging Face or torch activation, exactly: an
+    approximate GELU (``gelu_new``, ``gelu_pytorch_tanh``, ...) is not ``"gelu"`` and raises."""
+    import torch.nn.functional as F
+
+    kind = type(act).__name__
     if act is torch.tanh or isinstance(act, nn.Tanh):
         return "tanh"
-    if isinstance(act, nn.ReLU) or act is torch.relu:
+    if act in (torch.relu, F.relu) or isinstance(act, nn.ReLU):
         return "relu"
-    if isinstance(act, nn.Identity):
+    if isinstance(act, nn.Identity) or kind == "LinearActivation":
         return "identity"
-    cls = type(act).__name__.lower()
-    if "gelu" in cls or getattr(act, "__name__", "") == "gelu":
+    if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
         return "gelu"
-    if "tanh" in cls:
-        return "tanh"
-    if "relu" in cls:
-        return "relu"
-    raise ValueError(f"Unsupported head activation {act!r}; supported: {ACTIVATIONS}.")
+    inner = getattr(act, "act", None)
+    if kind == "GELUActivation" and getattr(inner, "__name__", "") in ("gelu", "_gelu_python"):
+        return "gelu"  # transformers' exact GELU (erf)
+    raise ValueError(
+        f"The head activation {act!r} cannot be represented by adue.heads.ClassifierHead; "
+        f"supported: {ACTIVATIONS} (gelu = the exact erf form)."
+    )
 
 
 class ClassifierHead(nn.Module):
@@ -116,44 +117,42 @@ class ClassifierHead(nn.Module):
         }
 
     @classmethod
-    def from_module(cls, module: nn.Module) -> ClassifierHead:
-        """Copy of a trained head as a :class:`ClassifierHead` (weights copied, float32).
-
-        Accepts an ``nn.Linear``, a ``ClassifierHead``, or a two-layer Hugging Face head with
-        ``dense`` and ``out_proj`` submodules (RoBERTa/ELECTRA/MPNet style; the activation is read
-        from an ``activation`` attribute when present, else ``tanh`` as in RoBERTa and MPNet).
-        """
-        if isinstance(module, ClassifierHead):
-            return copy.deepcopy(module).float()
-        if isinstance(module, nn.Linear):
-            head = cls(module.in_features, module.out_features, bias=module.bias is not None)
-            with torch.no_grad():
-                head.out_proj.weight.copy_(module.weight.float())
-                if module.bias is not None:
-                    head.out_proj.bias.copy_(module.bias.float())
-            return head
-        dense = getattr(module, "dense", None)
-        out = getattr(module, "out_proj", None)
-        if isinstance(dense, nn.Linear) and isinstance(out, nn.Linear):
-            act = _activation_name(getattr(module, "activation", None))
-            drop = getattr(module, "dropout", None)
-            p = float(drop.p) if isinstance(drop, nn.Dropout) else 0.0
-            head = cls(
-                dense.in_features,
-                out.out_features,
-                hidden_features=dense.out_features,
-                activation=act,
-                bias=out.bias is not None,
-                dropout=p,
-            )
-            with torch.no_grad():
-                head.dense.weight.copy_(dense.weight.float())
-                head.dense.bias.copy_(dense.bias.float())
-                head.out_proj.weight.copy_(out.weight.float())
-                if out.bias is not None:
-                    head.out_proj.bias.copy_(out.bias.float())
-            return head
-        raise TypeError(
-            "The 'head' must be an nn.Linear, an adue.heads.ClassifierHead or a module with "
-            f"'dense' and 'out_proj' Linear layers. Got {type(module).__name__} instead."
+    def from_layers(
+        cls,
+        dense: nn.Linear | None,
+        out_proj: nn.Linear,
+        *,
+        activation: str = "tanh",
+        dropout: float = 0.0,
+    ) -> ClassifierHead:
+        """A float32 copy of ``out_proj(act(dense(z)))`` (``dense`` None: one Linear), eval
+        mode. A ``dense`` without bias gets a zero bias (the same map)."""
+        hidden = None if dense is None else dense.out_features
+        width = out_proj.in_features if dense is None else dense.in_features
+        head = cls(
+            width,
+            out_proj.out_features,
+            hidden_features=hidden,
+            activation=activation,
+            bias=out_proj.bias is not None,
+            dropout=dropout,
         )
+        with torch.no_grad():
+            if dense is not None:
+                head.dense.weight.copy_(dense.weight.float())
+                head.dense.bias.zero_()
+                if dense.bias is not None:
+                    head.dense.bias.copy_(dense.bias.float())
+            head.out_proj.weight.copy_(out_proj.weight.float())
+            if out_proj.bias is not None:
+                head.out_proj.bias.copy_(out_proj.bias.float())
+        return head.eval()
+
+    @classmethod
+    def from_module(cls, module: nn.Module) -> ClassifierHead:
+        """Same as :func:`adue.architectures.classifier_head` (the one head copier), kept for
+        callers that hold a bare head: an ``nn.Linear``, a ``ClassifierHead``, a module with
+        ``dense`` and ``out_proj`` layers, or a whole ``*ForSequenceClassification``."""
+        from adue.architectures import classifier_head
+
+        return classifier_head(module)
