@@ -68,7 +68,7 @@ def _copy_model(loaded: Any, dest: Path) -> dict[str, str]:
     """``save_pretrained`` the (merged) model and its tokenizer into ``dest``; file hashes."""
     loaded.model.save_pretrained(dest, safe_serialization=True)
     loaded.tokenizer.save_pretrained(dest)
-    return {p.name: sha256_file(p) for p in sorted(dest.iterdir()) if p.suffix == ".safetensors"}
+    return {p.relative_to(dest).as_posix(): sha256_file(p) for p in sorted(dest.rglob("*")) if p.is_file()}
 
 
 def write_bundle(
