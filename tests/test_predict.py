@@ -370,5 +370,5 @@ def test_label_mismatch_and_unusable_model_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match=r"The model has 3 classes .* but the data has 2"):
         UncertainClassifier.fit(ck, "sst2", data_dir=_data_dir(), max_rows=50, method="sr")
     (tmp_path / "empty").mkdir()
-    with pytest.raises((ValueError, FileNotFoundError)):
+    with pytest.raises(ValueError, match="is empty. Pass a folder written by save_pretrained"):
         UncertainClassifier.fit(tmp_path / "empty", "sst2", data_dir=_data_dir(), max_rows=50, method="sr")
