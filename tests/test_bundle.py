@@ -14,6 +14,7 @@ from adue.bundle import (
     FORMAT_VERSION,
     METHOD_FILE,
     BundleError,
+    check_model_files,
     load_method_file,
     model_source,
     read_manifest,
@@ -125,9 +126,23 @@ def test_copied_model_is_hashed_and_checked(tmp_path, method):
     assert man["model"]["copied"] and "model.safetensors" in man["model"]["copy"]["files"]
     ref, kwargs = model_source(out, man)
     assert ref == str(out / "model") and kwargs == {}
-    weights = out / "model" / "model.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 0xFF
-    weights.write_bytes(bytes(data))
+    files = man["model"]["copy"]["files"]
+    assert {"config.json", "tokenizer.json", "model.safetensors"} <= set(files)
+    check_model_files(out, man, {"files": {"model.safetensors": files["model.safetensors"]}})
+    # a hash reported by the loader that differs, or a changed file the loader did not hash
     with pytest.raises(BundleError, match=r"model weight file .*model\.safetensors has changed"):
-        model_source(out, man)
+        check_model_files(out, man, {"files": {"model.safetensors": "0" * 64}})
+    (out / "model" / "tokenizer.json").write_text("{}")
+    with pytest.raises(BundleError, match=r"model file .*tokenizer\.json has changed"):
+        check_model_files(out, man, {"files": {}})
+
+
+def test_referenced_model_compared_with_the_loaded_hashes(tmp_path):
+    rec = {"kind": "adapter", "path": str(tmp_path / "ad"), "files": {"adapter_model.safetensors": "a" * 64},
+           "base": {"kind": "checkpoint", "path": str(tmp_path / "base"), "files": {"model.safetensors": "b" * 64}}}
+    man = {"model": {"copied": False, "reference": rec}}
+    check_model_files(tmp_path, man, rec)
+    assert model_source(tmp_path, man) == (str(tmp_path / "ad"), {"revision": None, "base": str(tmp_path / "base")})
+    changed = {**rec, "base": {**rec["base"], "files": {"model.safetensors": "c" * 64}}}
+    with pytest.raises(BundleError, match=r"base/model\.safetensors changed since the bundle was written"):
+        check_model_files(tmp_path, man, changed)

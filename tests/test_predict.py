@@ -372,3 +372,11 @@ def test_label_mismatch_and_unusable_model_are_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="is empty. Pass a folder written by save_pretrained"):
         UncertainClassifier.fit(tmp_path / "empty", "sst2", data_dir=_data_dir(), max_rows=50, method="sr")
+
+
+def test_fit_split_train_is_the_paper_protocol(checkpoint):
+    clf = UncertainClassifier.fit(checkpoint, "sst2", data_dir=_data_dir(), max_rows=120, method="sr",
+                                  fit_split="train", coverage=0.5)
+    cal = clf.manifest["calibration"]
+    assert cal["fit_split"] == "train" and cal["n_method_rows"] == 120 and cal["n_calibration_rows"] == 120
+    assert cal["calibration_rows"] == "all validation rows" and clf.rule.n_calibration == 120

@@ -10,7 +10,7 @@ Layout (nothing pickled)::
                            tokenizer, save_pretrained, safetensors weights
 
 The manifest records the sha256 of ``method.safetensors`` and of every model weight file;
-:func:`read_manifest` / :func:`load_method_file` / :func:`model_source` check them, so a
+:func:`read_manifest`, :func:`load_method_file` and :func:`check_model_files` check them, so a
 changed file is a clear error naming it, never a silent wrong answer. A bundle is written in a
 hidden temporary folder next to the target and renamed into place at the end.
 """
@@ -33,6 +33,7 @@ __all__ = [
     "METHOD_FILE",
     "MODEL_DIR",
     "BundleError",
+    "check_model_files",
     "load_method_file",
     "model_source",
     "read_manifest",
@@ -168,23 +169,55 @@ def load_method_file(path: str | os.PathLike, manifest: dict[str, Any]) -> Any:
 
 
 def model_source(path: str | os.PathLike, manifest: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """``(model_ref, load_kwargs)`` for :func:`adue.models.load_classifier`, hashes checked.
-
-    A copied model is checked against the hashes recorded in the manifest; a referenced model
-    with :func:`adue.models.verify_reference` (a changed or missing file is an error naming it).
-    """
+    """``(model_ref, load_kwargs)`` for :func:`adue.models.load_classifier` of the bundle's model:
+    the copy inside the bundle, or the recorded reference (its adapter base, hub revision)."""
     model = manifest["model"]
     if model.get("copied"):
-        folder = Path(path) / model["copy"]["path"]
-        for name, digest in model["copy"]["files"].items():
-            _check_hash(folder / name, digest, "model weight")
-        return str(folder), {}
-    from adue.models import verify_reference
-
+        return str(Path(path) / model["copy"]["path"]), {}
     ref = model["reference"]
-    verify_reference(ref)
     base = ref.get("base")
-    kwargs: dict[str, Any] = {"revision": ref.get("revision")}
+    kwargs: dict[str, Any] = {"revision": ref.get("revision") if ref.get("kind") == "hub" else None}
     if ref.get("kind") == "adapter" and isinstance(base, dict):
         kwargs["base"] = base.get("path") or base.get("id")
     return str(ref.get("path") or ref.get("id")), kwargs
+
+
+def _compare_reference(recorded: dict[str, Any], loaded: dict[str, Any]) -> None:
+    """Raise naming the first file whose sha256 as loaded differs from the recorded one."""
+    root = Path(recorded.get("cache_path") or recorded.get("path") or ".")
+    got_files = loaded.get("files", {}) if isinstance(loaded, dict) else {}
+    for name, digest in recorded.get("files", {}).items():
+        got = got_files.get(name)
+        if got != digest:
+            state = "is missing or was not loaded" if got is None else f"has sha256 {got}"
+            raise BundleError(
+                f"The model file {root / name} changed since the bundle was written: it {state}, "
+                f"recorded {digest}. Restore the file or refit the bundle with 'adue fit'."
+            )
+    if isinstance(recorded.get("base"), dict):
+        _compare_reference(recorded["base"], loaded.get("base") or {})
+
+
+def check_model_files(path: str | os.PathLike, manifest: dict[str, Any], loaded_reference: dict[str, Any]) -> None:
+    """Check the model just loaded for the bundle at ``path`` against the recorded hashes.
+
+    ``loaded_reference`` is :attr:`adue.models.LoadedClassifier.reference`, whose hashes
+    ``load_classifier`` computed from the very files it read (one pass over the weights). A
+    copied model's remaining files (tokenizer extras) are hashed here. A changed or missing
+    file is a :class:`BundleError` naming it.
+    """
+    model = manifest["model"]
+    if not model.get("copied"):
+        _compare_reference(model["reference"], loaded_reference)
+        return
+    folder = Path(path) / model["copy"]["path"]
+    seen = loaded_reference.get("files", {})
+    for name, digest in model["copy"]["files"].items():
+        if name in seen:
+            if seen[name] != digest:
+                raise BundleError(
+                    f"The model weight file {folder / name} has changed since the bundle was written "
+                    f"(sha256 {seen[name]}, expected {digest}). Refit the bundle or restore the file."
+                )
+        else:
+            _check_hash(folder / name, digest, "model")

@@ -281,14 +281,22 @@ class UncertainClassifier:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: Any = None, batch_size: int = 32) -> UncertainClassifier:
-        """Load a bundle; every recorded hash (method file, model files) is checked first."""
-        from adue.bundle import BundleError, load_method_file, model_source, read_manifest
+        """Load a bundle; the method file is hash-checked before it is read, the model files against
+        the hashes load_classifier computed from the files it read (one pass over the weights)."""
+        from adue.bundle import (
+            BundleError,
+            check_model_files,
+            load_method_file,
+            model_source,
+            read_manifest,
+        )
         from adue.models import load_classifier
 
         manifest = read_manifest(path)
         method = load_method_file(path, manifest)
         ref, kwargs = model_source(path, manifest)
         loaded = load_classifier(ref, device=device, **kwargs)
+        check_model_files(path, manifest, loaded.reference)  # the files as loaded vs as recorded
         if list(loaded.label_names) != list(manifest["labels"]):
             raise BundleError(
                 f"The model loaded for bundle {path} has labels {loaded.label_names}, the bundle "
