@@ -352,3 +352,30 @@ def test_headless_model_refused():
         lora_target_modules(model)
     with pytest.raises(TypeError, match="Hugging Face model"):
         pooling_kind(torch.nn.Conv1d(1, 1, 1))
+
+
+def test_bart_classification_head_pools_at_eos():
+    """BART's ``classification_head`` (dense, tanh, out_proj) gets the hidden state at the last
+    eos token, selected by the model: z is that (n, d) input, as is."""
+    from transformers import BartConfig, BartForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = BartConfig(vocab_size=TINY_VOCAB, d_model=32, encoder_layers=1, decoder_layers=1,
+                     encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+                     decoder_ffn_dim=64, max_position_embeddings=64, pad_token_id=0,
+                     bos_token_id=1, eos_token_id=2, num_labels=3)
+    model = BartForSequenceClassification(cfg).eval()
+    with torch.no_grad():
+        for p in model.classification_head.parameters():
+            p.normal_(0.0, 0.5)
+    ids = torch.tensor([[1, 10, 11, 12, 2], [1, 20, 2, 0, 0]])
+    mask = (ids != 0).long()
+    assert pooling_kind(model) == "eos" and head_module_names(model) == ["classification_head"]
+    z, logits = features_and_logits(model, ids, mask)
+    with torch.no_grad():
+        hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        ref_logits = model(input_ids=ids, attention_mask=mask).logits
+        head_logits = classifier_head(model)(z)
+    assert (z - hidden[torch.arange(2), torch.tensor([4, 2])]).abs().max().item() < TOL
+    assert (logits - ref_logits).abs().max().item() < TOL
+    assert (head_logits - logits).abs().max().item() < TOL

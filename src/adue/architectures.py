@@ -386,7 +386,12 @@ def _copy_model_head(base: nn.Module, layout: _Layout) -> ClassifierHead:
         return ClassifierHead.from_layers(
             pooler.dense, classifier, activation=_activation_name(act), dropout=model_drop
         )
-    (head,) = heads
+    return _copy_two_layer(heads[0])
+
+
+def _copy_two_layer(head: nn.Module) -> ClassifierHead:
+    """A ``dense`` / ``out_proj`` head (RoBERTa style): activation from its ``activation``
+    attribute, else tanh (RoBERTa, MPNet, BART call ``torch.tanh`` in their forward)."""
     act = getattr(head, "activation", None)
     return ClassifierHead.from_layers(
         head.dense,
@@ -451,12 +456,12 @@ def classifier_head(model: nn.Module) -> ClassifierHead:
     if isinstance(model, nn.Linear):
         return ClassifierHead.from_layers(None, model)
     if _is_two_layer(model) and getattr(model, "config", None) is None:
-        act = getattr(model, "activation", None)
-        return ClassifierHead.from_layers(
-            model.dense,
-            model.out_proj,
-            activation="tanh" if act is None else _activation_name(act),
-            dropout=_dropout_p(getattr(model, "dropout", None)),
+        return _copy_two_layer(model)
+    if getattr(unwrap_model(model), "config", None) is None:
+        raise TypeError(
+            "The 'head' must be an nn.Linear, an adue.heads.ClassifierHead, a module with "
+            "'dense' and 'out_proj' Linear layers or a Hugging Face *ForSequenceClassification. "
+            f"Got {type(model).__name__} instead."
         )
     base, layout = _arch(model)
     head = _copy_model_head(base, layout)

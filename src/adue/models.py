@@ -169,7 +169,7 @@ def _folder_format(folder: Path) -> str:
             "(config.json + weights + tokenizer), a PEFT adapter folder (adapter_config.json) "
             "or an adue run folder."
         )
-    if rf.is_complete(folder) or (folder / rf.DATASET).is_file():
+    if rf.is_complete(folder) or ((folder / rf.DATASET).is_file() and (folder / rf.ADAPTER).is_dir()):
         return "run"
     if (folder / _ADAPTER_CONFIG).is_file():
         return "adapter"
@@ -289,7 +289,8 @@ def _load_checkpoint(folder: Path, trust_remote_code: bool) -> tuple[Any, Any, l
 
     if not _weight_files(folder):
         raise ValueError(
-            f"{folder} has a config.json but no weights (model.safetensors or shards)."
+            f"{folder} has a config.json but no weights (model.safetensors or shards; from "
+            "the hub adue takes safetensors weights only, never pickled .bin files)."
         )
     try:
         config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
