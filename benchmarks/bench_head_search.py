@@ -11,6 +11,10 @@ C = 2 and 20. Each row is measured in the same run:
   check (same selected config, same test ROC-AUC) needs both full runs and is made at n = 5k;
   at n = 50k the per-config validation ROC-AUCs of the timed subset are compared instead.
 
+``--auto-grid`` measures instead the larger grid of ``loss="auto"`` (the ``adue_auto``
+variant: beta = 0 added and L2-SP as a sum or a mean, 324 configs) against today's paper grid
+(144 configs), both batched, at C = 2 and 20 and one n (``--n``, default 5000), in the same run.
+
 Times are CPU seconds of this process (``time.process_time``), with wall seconds in brackets:
 on a shared machine the CPU time is what the work costs, the wall time also counts waiting for
 other processes. With one torch thread (``--threads 1``) the two agree on an idle machine.
@@ -18,6 +22,7 @@ other processes. With one torch thread (``--threads 1``) the two agree on an idl
 Usage::
 
     .venv/bin/python benchmarks/bench_head_search.py [--quick] [--threads N]
+    .venv/bin/python benchmarks/bench_head_search.py --auto-grid [--n 5000] [--threads N]
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from adue.features import Features
+from adue.methods._adue_train import TrainConfig
 from adue.methods.adue_head import AdUE
 
 D = 768
@@ -74,10 +80,10 @@ class _Subset(AdUE):
         return list(self._configs)
 
 
-def _fit(engine: str, head, train, val, configs=None) -> tuple[AdUE, float, float]:
+def _fit(engine: str, head, train, val, configs=None, loss: str = "full") -> tuple[AdUE, float, float]:
     """Fit and time it: (method, CPU seconds of this process, wall seconds)."""
     m = (
-        AdUE(head=head, search="paper")
+        AdUE(head=head, search="paper", loss=loss)
         if configs is None
         else _Subset(head=head, search="paper", configs=configs)
     )
@@ -92,7 +98,7 @@ def _auc(m: AdUE, test: Features) -> float:
 
 
 def _key(r: dict) -> tuple:
-    return (r["lr"], r["epochs"], r["alpha"], r["beta"])
+    return (r["lr"], r["epochs"], r["alpha"], r["beta"], r["l2sp"])
 
 
 def head_search_rows(quick: bool = False) -> list[dict]:
@@ -183,13 +189,56 @@ def markdown(rows: list[dict]) -> str:
     return head + "\n".join(lines)
 
 
+def auto_grid_rows(n: int) -> list[dict]:
+    """One dict per C: batched fit times of the paper grid and of the ``loss="auto"`` grid."""
+    rows = []
+    warm = make_problem(200, 2)  # first-call costs (thread pools, kernels) off the clock
+    _fit("batched", warm[0], warm[1], warm[2], configs=[TrainConfig(1e-3, 1, 0.0, 0.0)])
+    for c in (2, 20):
+        head, train, val, test = make_problem(n, c)
+        paper, t_p, w_p = _fit("batched", head, train, val)
+        auto, t_a, w_a = _fit("batched", head, train, val, loss="auto")
+        rows.append({
+            "n": n, "C": c, "configs_paper": len(paper.search_results_),
+            "configs_auto": len(auto.search_results_), "paper_cpu_s": t_p, "paper_wall_s": w_p,
+            "auto_cpu_s": t_a, "auto_wall_s": w_a, "ratio_cpu": t_a / t_p, "ratio_wall": w_a / w_p,
+            "test_auc_paper": _auc(paper, test), "test_auc_auto": _auc(auto, test),
+            "best_auto": auto.best_params_, "threads": torch.get_num_threads(),
+        })
+    return rows
+
+
+def auto_markdown(rows: list[dict]) -> str:
+    head = (
+        "| n | C | paper grid: configs, CPU s (wall) | auto grid: configs, CPU s (wall) | "
+        "ratio CPU (wall) | test ROC-AUC paper | test ROC-AUC auto | auto chosen |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|:---|\n"
+    )
+    lines = [
+        f"| {r['n']} | {r['C']} | {r['configs_paper']}, {r['paper_cpu_s']:.1f} "
+        f"({r['paper_wall_s']:.1f}) | {r['configs_auto']}, {r['auto_cpu_s']:.1f} "
+        f"({r['auto_wall_s']:.1f}) | {r['ratio_cpu']:.2f}x ({r['ratio_wall']:.2f}x) | "
+        f"{r['test_auc_paper']:.4f} | {r['test_auc_auto']:.4f} | "
+        + ", ".join(f"{k}={v}" for k, v in r["best_auto"].items()) + " |"
+        for r in rows
+    ]
+    return head + "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="n = 1k and 5k instead of 5k and 50k")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    ap.add_argument("--auto-grid", action="store_true",
+                    help="time the loss='auto' grid against the paper grid instead")
+    ap.add_argument("--n", type=int, default=5000, help="training rows for --auto-grid")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.auto_grid:
+        print(auto_markdown(auto_grid_rows(args.n)))
+        print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+        return
     rows = head_search_rows(quick=args.quick)
     print(markdown(rows))
     print()

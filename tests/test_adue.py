@@ -28,6 +28,8 @@ from adue.methods._adue_train import (
 from adue.methods._smoothmax import adue_score_parts, smoothmax, smoothmax_range
 from adue.methods.adue_head import PAPER_GRID, AdUE, _select
 
+_KEYS = ("lr", "epochs", "alpha", "beta", "l2sp")
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -357,7 +359,7 @@ def test_trained_head_beats_softmax_response():
     assert len(m.search_results_) == 4 and m.search_fallback_ is None
     best = max(r["roc_auc"] for r in m.search_results_)
     chosen = [r for r in m.search_results_ if r["roc_auc"] == best][0]
-    assert m.best_params_ == {k: chosen[k] for k in ("lr", "epochs", "alpha", "beta")}
+    assert m.best_params_ == {k: chosen[k] for k in _KEYS}
 
 
 def test_two_layer_head_trains_and_moves():
@@ -401,8 +403,8 @@ def test_batched_search_equals_sequential(kind):
     assert len(a.search_results_) == 24
     assert a.best_params_ == b.best_params_
     for ra, rb in zip(a.search_results_, b.search_results_, strict=True):
-        assert {k: ra[k] for k in ("lr", "epochs", "alpha", "beta")} == {
-            k: rb[k] for k in ("lr", "epochs", "alpha", "beta")
+        assert {k: ra[k] for k in _KEYS} == {
+            k: rb[k] for k in _KEYS
         }
         assert ra["roc_auc"] == pytest.approx(rb["roc_auc"], abs=1e-5)
     assert set(a._all_weights) == set(range(24))
@@ -479,7 +481,7 @@ def test_ablation_switches_change_the_loss(small):
     ]:
         assert np.max(np.abs(scores[a] - scores[b])) > 1e-6
     m = AdUE(loss="bce", alpha=0.7, beta=0.3, **kw).fit(train)
-    assert m.best_params_ == {"lr": 1e-2, "epochs": 2, "alpha": 0.0, "beta": 0.0}
+    assert m.best_params_ == {"lr": 1e-2, "epochs": 2, "alpha": 0.0, "beta": 0.0, "l2sp": "sum"}
 
 
 def test_random_inits(small):
@@ -536,7 +538,7 @@ def test_fallback_when_val_has_no_errors(small):
         m.fit(train, correct)
     assert "no misclassified rows" in m.search_fallback_
     assert m.search_results_ == []
-    assert m.best_params_ == {"lr": 1e-2, "epochs": 2, "alpha": 0.1, "beta": 0.1}
+    assert m.best_params_ == {"lr": 1e-2, "epochs": 2, "alpha": 0.1, "beta": 0.1, "l2sp": "sum"}
     plain = AdUE(head=lin, lr=1e-2, epochs=2, seed=2).fit(train, val)
     assert plain.search_fallback_ is None
     np.testing.assert_array_equal(m.uncertainty(val), plain.uncertainty(val))
@@ -570,7 +572,7 @@ def test_search_cv_selects_by_folds_and_refits(small):
         assert len(r["fold_roc_auc"]) == 3
         assert r["roc_auc"] == pytest.approx(np.mean(r["fold_roc_auc"]), abs=1e-12)
     i = _select([r["roc_auc"] for r in m.search_results_])
-    cfg = {k: m.search_results_[i][k] for k in ("lr", "epochs", "alpha", "beta")}
+    cfg = {k: m.search_results_[i][k] for k in _KEYS}
     assert m.best_params_ == cfg
     # Refit on all training rows: same as training the chosen config alone.
     alone = AdUE(head=lin, seed=4, **cfg).fit(train)
@@ -579,7 +581,7 @@ def test_search_cv_selects_by_folds_and_refits(small):
     e = train.errors()
     tr, te = next(StratifiedKFold(3, shuffle=True, random_state=4).split(np.zeros(e.size), e))
     r0 = m.search_results_[3]
-    one = AdUE(head=lin, seed=4, **{k: r0[k] for k in ("lr", "epochs", "alpha", "beta")})
+    one = AdUE(head=lin, seed=4, **{k: r0[k] for k in _KEYS})
     one.fit(train.subset(tr))
     auc = roc_auc_score(e[te], one.uncertainty(train.subset(te)))
     assert r0["fold_roc_auc"][0] == pytest.approx(auc, abs=1e-5)
@@ -652,3 +654,156 @@ def test_head_arch_of_random_linear_is_sigmoid(small):
     _, train, _ = small
     m = AdUE(init="random_linear", epochs=0).fit(train)
     assert m._arch == HeadArch(6, 1, None, "tanh", True, "sigmoid")
+
+
+def test_absurd_learning_rate_is_warned_and_never_selected(small):
+    lin, train, val = small
+    grid = dict(lr=[1e6, 1e-2], epochs=[2], alpha=[0.1], beta=[0.1])
+    with pytest.warns(UserWarning, match=r"1 config\(s\) gave non-finite or constant scores on "
+                      r"the validation split: \{'lr': 1000000.0, 'epochs': 2.*\(constant\)"):
+        m = AdUE(head=lin, search=grid).fit(train, val)
+    assert m.best_params_["lr"] == 1e-2
+    assert math.isnan(m.search_results_[0]["roc_auc"]) and not math.isnan(m.search_results_[1]["roc_auc"])
+    assert np.ptp(m.uncertainty(val)) > 0
+    with pytest.warns(UserWarning, match="on a cross-validation fold: .*'lr': 1000000.0"):
+        cv = AdUE(head=lin, search=grid, search_cv=3).fit(train)
+    assert cv.best_params_["lr"] == 1e-2
+    # A single config: the trained head itself is reported.
+    with pytest.warns(UserWarning, match=r"on the training rows \(the trained head\): .*1000000.0"):
+        AdUE(head=lin, lr=1e6, epochs=2).fit(train, val)
+    with pytest.raises(RuntimeError, match="non-finite or constant validation scores"):
+        with pytest.warns(UserWarning):
+            AdUE(head=lin, search=dict(lr=[1e6, 1e7], epochs=[2])).fit(train, val)
+
+
+# ------------------------------------------- loss="auto" (beyond the paper, adue_auto)
+def test_auto_grid_adds_beta_zero_and_mean_l2sp():
+    full = AdUE(head=nn.Linear(3, 2), search="paper")._grid()
+    auto = AdUE(head=nn.Linear(3, 2), search="paper", loss="auto")._grid()
+    assert len(auto) == 3 * 3 * 4 * (1 + 4 * 2) == 324 and len(set(auto)) == 324
+    assert set(full) < set(auto)  # the paper's configs are all still there
+    assert {c.beta for c in auto} == {0.0, 0.01, 0.1, 0.5, 1.0}
+    assert {c.alpha for c in auto} == {0.0, 0.1, 0.3, 1.0}
+    assert {c.l2sp for c in auto if c.beta == 0} == {"sum"}
+    assert sum(c.l2sp == "mean" for c in auto) == sum(c.l2sp == "sum" and c.beta > 0 for c in auto) == 144
+    g = AdUE(head=nn.Linear(3, 2), search={"lr": [0.1]}, epochs=4, alpha=0.3, beta=0.2, loss="auto")._grid()
+    assert g == [
+        TrainConfig(0.1, 4, 0.3, 0.0, "sum"),
+        TrainConfig(0.1, 4, 0.3, 0.2, "sum"),
+        TrainConfig(0.1, 4, 0.3, 0.2, "mean"),
+    ]
+    with pytest.raises(ValueError, match=r"The 'search\['l2sp'\]' parameter of AdUE"):
+        AdUE(head=nn.Linear(3, 2), search={"l2sp": ["max"]})._grid()
+    with pytest.raises(ValueError, match="The 'l2sp' parameter of AdUE"):
+        AdUE(head=nn.Linear(6, 3), l2sp="max").fit(hidden_error_data(50, 0, d=6)[0])
+
+
+def test_mean_l2sp_is_sum_divided_by_the_parameter_count(small):
+    lin, train, val = small
+    n_params = 6 * 3 + 3
+    kw = dict(head=lin, lr=1e-2, epochs=3, alpha=0.1, seed=1)
+    for engine in ("batched", "sequential"):
+        mean = AdUE(beta=0.5, l2sp="mean", **kw)
+        total = AdUE(beta=0.5 / n_params, l2sp="sum", **kw)
+        mean._engine = total._engine = engine
+        np.testing.assert_array_equal(mean.fit(train).uncertainty(val), total.fit(train).uncertainty(val))
+        assert mean.best_params_["l2sp"] == "mean"
+    # ... and it is weaker than the sum: the head moves further from its start.
+    far = AdUE(beta=0.5, l2sp="mean", **kw).fit(train).head_.out_proj.weight
+    near = AdUE(beta=0.5, l2sp="sum", **kw).fit(train).head_.out_proj.weight
+    assert (far - lin.weight).norm() > (near - lin.weight).norm()
+    grid = dict(lr=[1e-2], epochs=[2], alpha=[0.1], beta=[0.0, 0.3], l2sp=["sum", "mean"])
+    a, b = _fit_pair(lin, train, val, grid)
+    assert len(a.search_results_) == 3
+    for i, wa in a._all_weights.items():
+        for name, t in wa.items():
+            np.testing.assert_allclose(t.numpy(), b._all_weights[i][name].numpy(), atol=1e-5)
+
+
+def _many_class_errors(n: int, seed: int):
+    """C = 50, d = 8: a Linear head that never predicts class 49 and ignores z_0; rows with
+    z_0 > 0.5 are mislabelled with probability 0.6 (0.05 elsewhere). Raising the class-49
+    logit with z_0 flattens the softmax exactly there, which needs a large move of the head."""
+    c, d = 50, 8
+    w = (np.random.default_rng(99).normal(size=(c, d)) * 0.4).astype(np.float32)
+    w[:, 0] = 0.0
+    w[c - 1] = 0.0
+    b = np.zeros(c, np.float32)
+    b[c - 1] = -1.0
+    r = np.random.default_rng(seed)
+    z = r.normal(size=(n, d)).astype(np.float32)
+    logits = z @ w.T + b
+    pred = logits.argmax(1)
+    wrong = np.where(z[:, 0] > 0.5, r.random(n) < 0.6, r.random(n) < 0.05)
+    return Features(z, logits, np.where(wrong, (pred + 1) % c, pred)), w, b
+
+
+_SMALL_SEARCH = dict(lr=[1e-1], epochs=[10], alpha=[0.0, 0.1], beta=[0.01, 0.1, 1.0])
+
+
+def test_auto_avoids_sum_l2sp_with_many_classes_and_beats_the_full_loss():
+    train, w, b = _many_class_errors(4000, 99)
+    val, _, _ = _many_class_errors(1333, 100)
+    test, _, _ = _many_class_errors(3000, 101)
+    head = linear_head(w, b)
+    full = AdUE(head=head, search=_SMALL_SEARCH, loss="full").fit(train, val)
+    auto = AdUE(head=head, search=_SMALL_SEARCH, loss="auto").fit(train, val)
+    assert len(full.search_results_) == 6 and len(auto.search_results_) == 14
+    chosen = auto.best_params_
+    assert chosen["beta"] == 0.0 or chosen["l2sp"] == "mean", chosen
+    auc_full = roc_auc_score(test.errors(), full.uncertainty(test))
+    auc_auto = roc_auc_score(test.errors(), auto.uncertainty(test))
+    auc_sr = roc_auc_score(test.errors(), 1 - test.probabilities().max(1))
+    assert auc_auto > auc_full + 0.05 and auc_full > auc_sr + 0.1, (auc_auto, auc_full, auc_sr)
+
+
+def _calibrated(n: int, seed: int, w: np.ndarray) -> Features:
+    """Labels drawn from the head's own softmax: its softmax response is already a good score."""
+    r = np.random.default_rng(seed)
+    z = r.normal(size=(n, w.shape[1])).astype(np.float32)
+    logits = z @ w.T
+    p = softmax(logits.astype(np.float64), axis=1)
+    labels = (p.cumsum(1) > r.random((n, 1))).argmax(1)
+    return Features(z, logits, labels)
+
+
+def test_auto_keeps_l2sp_when_it_helps():
+    # Few training rows (150 for 165 head parameters) and a good initial head: moving away
+    # from it overfits, so L2-SP (a sum, strong) is what the validation split prefers.
+    w = (np.random.default_rng(3).normal(size=(5, 32)) * 0.5).astype(np.float32)
+    train, val, test = _calibrated(150, 0, w), _calibrated(2000, 1, w), _calibrated(4000, 2, w)
+    head = linear_head(w, np.zeros(5, np.float32))
+    auto = AdUE(head=head, search=_SMALL_SEARCH, loss="auto").fit(train, val)
+    bce = AdUE(head=head, search=_SMALL_SEARCH, loss="bce").fit(train, val)
+    assert auto.best_params_["beta"] > 0 and auto.best_params_["l2sp"] == "sum", auto.best_params_
+    auc_auto = roc_auc_score(test.errors(), auto.uncertainty(test))
+    auc_bce = roc_auc_score(test.errors(), bce.uncertainty(test))
+    assert auc_auto > auc_bce + 0.05, (auc_auto, auc_bce)
+
+
+@pytest.mark.parametrize("name", ["adue_auto", "adue_auto_heldout"])
+def test_auto_variants_record_the_chosen_configuration(name):
+    from adue.runner import _evaluate_variant
+    from adue.variants import get_variant, resolve_variants
+
+    v = get_variant(name)
+    assert v.method == "adue" and v.params["loss"] == "auto" and v.searched
+    assert v.fit_on == ("validation" if name.endswith("heldout") else "train")
+    assert name in {x.name for x in resolve_variants(None)}  # in the default list
+    train, w, b = _many_class_errors(600, 99)
+    feats = {"train": train, "validation": _many_class_errors(600, 100)[0],
+             "test": _many_class_errors(600, 101)[0]}
+    test = feats["test"]
+    errors = test.errors()
+    entry, u = _evaluate_variant(v, feats, linear_head(w, b), 0, _SMALL_SEARCH, None,
+                                 test.probabilities().max(1), errors)
+    assert entry["status"] == "ok", entry
+    assert entry["params"]["loss"] == "auto"
+    bp = entry["best_params"]
+    assert set(bp) == {"lr", "epochs", "alpha", "beta", "l2sp"}
+    fit_on = feats["validation"] if name.endswith("heldout") else feats["train"]
+    kw = dict(v.params, search=_SMALL_SEARCH, seed=0)
+    ref = AdUE(head=linear_head(w, b), **kw)
+    ref.fit(fit_on) if name.endswith("heldout") else ref.fit(fit_on, feats["validation"])
+    assert bp == ref.best_params_
+    np.testing.assert_array_equal(u, ref.uncertainty(test))

@@ -65,12 +65,15 @@ class Spec:
     ``direction``: ``"softmax"`` = a flat softmax scores above a peaked one; ``"distance"`` = a
     point far from the training data scores above the centre of the training rows. ``make_direction``, when
     given, builds the instance used for that check (e.g. AdUE untrained, where it holds by
-    construction).
+    construction). ``make_learned``, for methods trained on the model's errors, builds an
+    instance that, trained where the errors are predictable from ``z`` but not from the logits,
+    must score the errors higher (see :func:`test_trained_methods_score_errors_higher`).
     """
 
     make: Callable[[Context], UncertaintyMethod]
     direction: str
     make_direction: Callable[[Context], UncertaintyMethod] | None = None
+    make_learned: Callable[[Context], UncertaintyMethod] | None = None
 
 
 FACTORIES: dict[str, Spec] = {
@@ -87,6 +90,9 @@ FACTORIES: dict[str, Spec] = {
         lambda ctx: get_method("adue", head=ctx.head, epochs=2),
         "softmax",
         make_direction=lambda ctx: get_method("adue", head=ctx.head, epochs=0),
+        make_learned=lambda ctx: get_method(
+            "adue", head=ctx.head, lr=0.1, epochs=20, alpha=0.0, beta=0.0
+        ),
     ),
 }
 
@@ -109,7 +115,7 @@ def _spec(name: str) -> Spec:
 
 
 def test_battery_covers_the_builtin_methods():
-    assert {"sr", "entropy", "md", "rmd", "rde"} <= set(METHODS)
+    assert {"sr", "entropy", "md", "rmd", "rde", "adue"} <= set(METHODS)
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -157,6 +163,41 @@ def test_higher_means_more_uncertain(name, ctx):
     u = m.uncertainty(_features(z, np.array([0, 0]), ctx.head))
     flat_or_far = 0 if spec.direction == "softmax" else 1
     assert u[flat_or_far] > u[1 - flat_or_far], u
+
+
+def _learnable_errors(n: int, seed: int) -> Features:
+    """Rows around the means of classes 0 and 1, relabelled 2 (so the head is wrong) with
+    probability 0.7 where ``z_5 > 0.5`` and 0.03 elsewhere. The head ignores ``z_5`` (``MEANS``
+    live in the first three dimensions), so the logits cannot see where the errors are; ``z``
+    can (a head that raises the class-2 logit with ``z_5`` flattens the softmax there)."""
+    rng = np.random.default_rng(seed)
+    cls = np.arange(n) % 2
+    z = MEANS[cls] + 1.5 * rng.standard_normal((n, D))
+    clean = _features(z, cls)
+    pred = clean.predictions()
+    wrong = np.where(z[:, 5] > 0.5, rng.random(n) < 0.7, rng.random(n) < 0.03)
+    labels = np.where(wrong, np.where(pred == 2, 0, 2), pred)
+    return Features(clean.z, clean.logits, labels)
+
+
+LEARNED = [n for n in METHODS if n in FACTORIES and FACTORIES[n].make_learned is not None]
+
+
+def test_methods_trained_on_errors_have_a_learned_direction_check():
+    assert "adue" in LEARNED
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_trained_methods_score_errors_higher(name, ctx):
+    from adue.metrics import roc_auc
+
+    spec = _spec(name)
+    train, val, test = (_learnable_errors(n, s) for n, s in ((1500, 10), (500, 11), (1500, 12)))
+    m = spec.make_learned(ctx).fit(train, val)
+    u, e = m.uncertainty(test), test.errors()
+    sr = 1.0 - test.probabilities().max(axis=1)
+    assert u[e == 1].mean() > u[e == 0].mean()
+    assert roc_auc(sr, e) < 0.6 and roc_auc(u, e) > roc_auc(sr, e) + 0.25, (roc_auc(u, e), roc_auc(sr, e))
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -98,6 +98,11 @@ _ALL: tuple[Variant, ...] = (
     # Not in the paper: the head trained on rows the LoRA never saw (validation split),
     # hyper-parameters by 5-fold cross-validation inside it.
     _adue("adue_heldout", "AdUE held-out (val, 5-fold CV)", fit_on="validation", search_cv=5),
+    # Not in the paper: one search over the loss variants (beta = 0 added, L2-SP as a sum or
+    # a mean over parameters), chosen on validation; and the same fitted on validation rows.
+    _adue("adue_auto", "AdUE auto loss", loss="auto"),
+    _adue("adue_auto_heldout", "AdUE auto loss held-out (val, 5-fold CV)", fit_on="validation",
+          search_cv=5, loss="auto"),
 )
 
 #: All variants by name, in report order.

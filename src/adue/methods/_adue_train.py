@@ -1,8 +1,10 @@
 """Training engines for the AdUE head: one config at a time, or many configs in one batched run.
 
-Both engines minimise, per config ``k = (lr, epochs, alpha, beta)``, the same loss
+Both engines minimise, per config ``k = (lr, epochs, alpha, beta, l2sp)``, the same loss
 
-    L_k = BCE(U~, e) + alpha * mean((U - U_SR)^2) + beta * sum ||theta_k - theta_init||^2
+    L_k = BCE(U~, e) + alpha * mean((U - U_SR)^2) + beta * R(theta_k)
+    R   = sum_j (theta_kj - theta_init,j)^2          (l2sp="sum", the paper)
+    R   = (1/P) sum_j (theta_kj - theta_init,j)^2    (l2sp="mean", P = number of head parameters)
 
 with Adam and torch's ``OneCycleLR`` (``max_lr = lr``, defaults otherwise: 30 % warm-up, cosine
 annealing, beta1 cycled 0.95 -> 0.85 -> 0.95), batches of ``batch_size`` rows in the order of one
@@ -43,6 +45,8 @@ __all__ = [
     "onecycle_schedule",
     "loss_terms",
     "l2sp",
+    "l2sp_weight",
+    "L2SP_MODES",
     "head_params",
     "stack_forward",
     "stack_uncertainty",
@@ -59,6 +63,11 @@ _CAT_MAX = 1 << 20
 _SCORE_ELEMS = 1 << 24
 
 
+#: How L2-SP aggregates over the head's parameters: the paper's sum, or the mean (its scale
+#: then does not grow with the head's size C x d).
+L2SP_MODES = ("sum", "mean")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One hyper-parameter configuration of the AdUE head."""
@@ -67,6 +76,7 @@ class TrainConfig:
     epochs: int
     alpha: float
     beta: float
+    l2sp: str = "sum"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -160,6 +170,12 @@ def loss_terms(
     bce = -(errors * log_pu + (1.0 - errors) * log_1m).mean(dim=-1)
     reg = ((u - u_sr) ** 2).mean(dim=-1)
     return bce, reg
+
+
+def l2sp_weight(cfg: TrainConfig, n_params: int) -> float:
+    """Coefficient of ``sum_j (theta_j - theta_init,j)^2`` in the loss: ``beta`` for
+    ``l2sp="sum"``, ``beta / n_params`` for ``l2sp="mean"``."""
+    return cfg.beta / n_params if cfg.l2sp == "mean" else cfg.beta
 
 
 def l2sp(params: dict[str, torch.Tensor], init: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -266,9 +282,11 @@ def train_sequential(
     """
     n = z.shape[0]
     spe = _steps_per_epoch(n, batch_size)
+    n_params = sum(p.numel() for p in init.parameters())
     for i, cfg in enumerate(configs):
         head = copy.deepcopy(init).to(z.device).float().eval()
         anchor = [p.detach().clone() for p in head.parameters()]
+        weight = l2sp_weight(cfg, n_params)
         if cfg.epochs > 0:
             opt = torch.optim.Adam(head.parameters(), lr=cfg.lr)
             sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -288,12 +306,12 @@ def train_sequential(
                         output=arch.output,
                     )
                     loss = bce[0] + cfg.alpha * reg[0]
-                    if cfg.beta != 0:
+                    if weight != 0:
                         pen = sum(
                             ((p - a) ** 2).sum()
                             for p, a in zip(head.parameters(), anchor, strict=True)
                         )
-                        loss = loss + cfg.beta * pen
+                        loss = loss + weight * pen
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -366,6 +384,47 @@ def train_batched(
         )
 
 
+def _make_groups(
+    chunk: list[int],
+    configs: Sequence[TrainConfig],
+    theta0: dict[str, torch.Tensor],
+    spe: int,
+) -> list[dict]:
+    """One group per ``(lr, epochs)`` of the chunk: stacked params, alpha and 2 * L2-SP weight."""
+    device = next(iter(theta0.values())).device
+    n_params = sum(v.numel() for v in theta0.values())
+    keys: dict[tuple[float, int], list[int]] = {}
+    for i in chunk:
+        keys.setdefault((configs[i].lr, configs[i].epochs), []).append(i)
+    groups = []
+    for (lr, epochs), members in keys.items():
+        kg = len(members)
+        params = {
+            name: v.unsqueeze(0).expand(kg, *v.shape).clone().requires_grad_(True)
+            for name, v in theta0.items()
+        }
+        alpha = torch.tensor(
+            [configs[i].alpha for i in members], dtype=torch.float32, device=device
+        )
+        weights = [l2sp_weight(configs[i], n_params) for i in members]
+        two_beta = {
+            name: torch.tensor([2.0 * w for w in weights], dtype=torch.float32, device=device)
+            .view(kg, *([1] * v.dim()))
+            for name, v in theta0.items()
+        }
+        groups.append(
+            {
+                "members": members,
+                "epochs": epochs,
+                "params": params,
+                "alpha": alpha,
+                "two_beta": two_beta if any(w != 0 for w in weights) else None,
+                "schedule": onecycle_schedule(lr, epochs * spe),
+            }
+        )
+    return groups
+
+
 def _train_chunk(
     chunk: list[int],
     configs: Sequence[TrainConfig],
@@ -383,44 +442,13 @@ def _train_chunk(
 ) -> None:
     n = z.shape[0]
     device = z.device
-    keys: dict[tuple[float, int], list[int]] = {}
-    for i in chunk:
-        keys.setdefault((configs[i].lr, configs[i].epochs), []).append(i)
-    groups = []
-    for (lr, epochs), members in keys.items():
-        kg = len(members)
-        params = {
-            name: v.unsqueeze(0).expand(kg, *v.shape).clone().requires_grad_(True)
-            for name, v in theta0.items()
-        }
-        alpha = torch.tensor(
-            [configs[i].alpha for i in members], dtype=torch.float32, device=device
-        )
-        beta = [configs[i].beta for i in members]
-        two_beta = {
-            name: torch.tensor([2.0 * b for b in beta], dtype=torch.float32, device=device).view(
-                kg, *([1] * v.dim())
-            )
-            for name, v in theta0.items()
-        }
-        groups.append(
-            {
-                "members": members,
-                "epochs": epochs,
-                "params": params,
-                "alpha": alpha,
-                "two_beta": two_beta if any(b != 0 for b in beta) else None,
-                "schedule": onecycle_schedule(lr, epochs * spe),
-            }
-        )
+    groups = _make_groups(chunk, configs, theta0, spe)
     opt = _make_adam([{"params": list(g["params"].values()), "lr": 0.0} for g in groups])
-    pgroups = opt.param_groups
     gen = torch.Generator().manual_seed(seed)
-    max_epochs = max(g["epochs"] for g in groups)
     step = 0
     n_params = sum(v.numel() for v in theta0.values())
     small_linear = arch.hidden is None and n_params * len(chunk) <= _CAT_MAX
-    for epoch in range(max_epochs):
+    for epoch in range(max(g["epochs"] for g in groups)):
         active = [j for j, g in enumerate(groups) if g["epochs"] > epoch]
         alpha = torch.cat([groups[j]["alpha"] for j in active])
         perm = torch.randperm(n, generator=gen).to(device)
@@ -445,14 +473,7 @@ def _train_chunk(
                 output=arch.output,
             )
             (bce + alpha * reg).sum().backward()
-            for j in active:
-                g = groups[j]
-                if g["two_beta"] is not None:
-                    for name, p in g["params"].items():
-                        p.grad.addcmul_(p.detach() - theta0[name], g["two_beta"][name])
-                lr, beta1 = g["schedule"][step]
-                pgroups[j]["lr"] = lr
-                pgroups[j]["betas"] = (beta1, pgroups[j]["betas"][1])
+            _set_step(groups, active, opt.param_groups, theta0, step)
             opt.step()
             opt.zero_grad(set_to_none=True)
             step += 1
@@ -463,3 +484,15 @@ def _train_chunk(
                 for p in g["params"].values():
                     opt.state.pop(p, None)
                 g["params"] = {k: v.detach() for k, v in g["params"].items()}
+
+
+def _set_step(groups, active, pgroups, theta0, step: int) -> None:
+    """Add the closed-form L2-SP gradient and set each active group's one-cycle lr / beta1."""
+    for j in active:
+        g = groups[j]
+        if g["two_beta"] is not None:
+            for name, p in g["params"].items():
+                p.grad.addcmul_(p.detach() - theta0[name], g["two_beta"][name])
+        lr, beta1 = g["schedule"][step]
+        pgroups[j]["lr"] = lr
+        pgroups[j]["betas"] = (beta1, pgroups[j]["betas"][1])

@@ -7,7 +7,9 @@ wrong, with
     U   = 1 - SmoothMax(softmax(head(z))),   SmoothMax(p) = (1/lam) log sum_i exp(lam p_i)
     L   = BCE(U, e) + alpha * mean((U - U_SR)^2) + beta * sum ||theta - theta_init||^2
 
-(``U_SR = 1 - max softmax`` of the original logits). Differences from the paper's code, all
+(``U_SR = 1 - max softmax`` of the original logits; ``l2sp="mean"`` divides the L2-SP sum by
+the number of head parameters, and ``loss="auto"`` searches over the loss variants, beyond the
+paper). Differences from the paper's code, all
 documented in :mod:`adue.methods._smoothmax` and :mod:`adue.methods._adue_train`:
 
 - the BCE is computed on ``U`` in log space instead of on ``clamp(U, eps, 1 - eps)``, so a
@@ -26,7 +28,6 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
@@ -36,6 +37,7 @@ from adue.features import Features
 from adue.heads import ClassifierHead
 from adue.methods import register
 from adue.methods._adue_train import (
+    L2SP_MODES,
     HeadArch,
     TrainConfig,
     build_head,
@@ -45,6 +47,7 @@ from adue.methods._adue_train import (
 )
 from adue.methods._smoothmax import adue_score_parts, softmax_response
 from adue.methods.base import UncertaintyMethod
+from adue.metrics import roc_auc
 
 __all__ = ["AdUE", "PAPER_GRID", "LOSSES", "INITS"]
 
@@ -58,17 +61,20 @@ PAPER_GRID: dict[str, tuple] = {
     "beta": (0.01, 0.1, 0.5, 1.0),
 }
 #: Loss ablations (paper Table 2): which of the alpha (reg) / beta (L2-SP) terms are on.
+#: ``"auto"`` (not in the paper) keeps both and lets the search pick the loss: it adds
+#: ``beta = 0`` to the grid and tries L2-SP as a sum and as a mean over parameters.
 LOSSES = {
     "full": (True, True),
     "bce": (False, False),
     "bce_l2sp": (False, True),
     "bce_reg": (True, False),
+    "auto": (True, True),
 }
 INITS = ("classifier", "random_classifier", "random_linear")
 #: Validation ROC-AUCs closer than this to the best count as ties; the first config in grid
 #: order among them wins (so float32 rounding cannot flip the choice).
 SELECTION_TOL = 1e-6
-_GRID_KEYS = ("lr", "epochs", "alpha", "beta")
+_GRID_KEYS = ("lr", "epochs", "alpha", "beta", "l2sp")
 _SCORE_ROWS = 8192
 
 
@@ -77,10 +83,38 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.require(a, requirements="W"))
 
 
-def _roc_auc(errors: np.ndarray, scores: np.ndarray) -> float:
+def _score_problem(scores: np.ndarray) -> str | None:
+    """Why scores cannot rank rows ("non-finite", "constant"), or None when they can."""
     if not np.all(np.isfinite(scores)):
+        return "non-finite"
+    if scores.size and scores.max() == scores.min():
+        return "constant"
+    return None
+
+
+def _roc_auc(errors: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC (:func:`adue.metrics.roc_auc`); NaN for non-finite or constant scores, so
+    such a config is never selected."""
+    if _score_problem(scores) is not None:
         return math.nan
-    return float(roc_auc_score(errors, scores))
+    return roc_auc(scores, errors)
+
+
+def _warn_bad_configs(problems: dict[int, str], configs: list[TrainConfig], where: str) -> None:
+    """One warning naming the configs whose scores were non-finite or constant on ``where``."""
+    if not problems:
+        return
+    shown = "; ".join(
+        f"{configs[i].as_dict()} ({why})" for i, why in sorted(problems.items())[:5]
+    )
+    more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+    msg = (
+        f"AdUE: {len(problems)} config(s) gave non-finite or constant scores on {where}: "
+        f"{shown}{more}. They are never selected (a learning rate this large diverges; "
+        "lower 'lr')."
+    )
+    logger.warning(msg)
+    warnings.warn(msg, UserWarning, stacklevel=4)
 
 
 def _degenerate(errors: np.ndarray) -> str | None:
@@ -137,12 +171,16 @@ class _Selector:
         self.z, self.errors, self.arch, self.lam = z, errors, arch, lam
         self.keep_weights, self.keep_all = keep_weights, keep_all
         self.auc: dict[int, float] = {}
+        self.problems: dict[int, str] = {}
         self.weights: dict[int, dict[str, torch.Tensor]] = {}
         self.best = -math.inf
 
     def __call__(self, indices: list[int], params: dict[str, torch.Tensor]) -> None:
         u = stack_uncertainty(params, self.arch, self.z, lam=self.lam).cpu().numpy()
         for j, i in enumerate(indices):
+            why = _score_problem(u[j])
+            if why is not None:
+                self.problems[i] = why
             auc = _roc_auc(self.errors, u[j])
             self.auc[i] = auc
             if not math.isnan(auc):
@@ -180,18 +218,24 @@ class AdUE(UncertaintyMethod):
         Adam peak learning rate (one-cycle schedule), epochs, weight of the softmax-response
         regulariser, weight of L2-SP. Used as given when ``search=None`` and as the documented
         fallback config when a search cannot run.
+    l2sp : {"sum", "mean"}
+        L2-SP as ``sum_j (theta_j - theta_init,j)^2`` over the head's parameters (paper) or as
+        their mean (divided by the parameter count, so its pull does not grow with C x d).
     batch_size : int
         Rows per Adam step (paper: 128).
-    loss : {"full", "bce", "bce_l2sp", "bce_reg"}
+    loss : {"full", "bce", "bce_l2sp", "bce_reg", "auto"}
         Loss ablation (paper Table 2): terms switched off have their weight forced to 0.
+        ``"auto"`` (beyond the paper): the search also tries ``beta = 0`` and, for every
+        ``beta > 0``, both ``l2sp`` modes, so it chooses among the loss variants on validation
+        (paper grid: 3 x 3 x 4 x (1 + 4 x 2) = 324 configs).
     init : {"classifier", "random_classifier", "random_linear"}
         Start from the trained head, from a seeded fresh head of the same architecture, or from
         one seeded ``Linear(d, 1)`` with ``U = sigmoid(w.z + b)`` (no SmoothMax). L2-SP anchors
         on the starting point.
     search : None, "paper" or dict
-        ``None``: train the single config ``(lr, epochs, alpha, beta)``. ``"paper"``: the paper's
-        144-config grid (:data:`PAPER_GRID`). A dict with keys among ``lr, epochs, alpha, beta``
-        (lists) is a user grid; missing keys take the scalar parameter. The config with the
+        ``None``: train the single config ``(lr, epochs, alpha, beta, l2sp)``. ``"paper"``: the
+        paper's 144-config grid (:data:`PAPER_GRID`). A dict with keys among ``lr, epochs,
+        alpha, beta, l2sp`` (lists) is a user grid; missing keys take the scalar parameter. The config with the
         best validation ROC-AUC wins (ties within 1e-6: first in grid order). All configs are
         trained together in one batched run.
     search_cv : int or None
@@ -208,7 +252,8 @@ class AdUE(UncertaintyMethod):
     head_ : ClassifierHead or nn.Linear
         The trained head (``nn.Linear(d, 1)`` for ``init="random_linear"``), on CPU, eval mode.
     best_params_ : dict
-        ``lr, epochs, alpha, beta`` of the trained head (after the loss ablation's zeroing).
+        ``lr, epochs, alpha, beta, l2sp`` of the trained head (after the loss ablation's
+        zeroing; ``l2sp`` is ``"sum"`` whenever ``beta = 0``).
     search_results_ : list of dict
         One dict per config tried, with its params and ``roc_auc`` (validation, or the mean
         over folds with ``fold_roc_auc``); for ``search=None`` the single config with its
@@ -231,6 +276,7 @@ class AdUE(UncertaintyMethod):
         epochs: int = 10,
         alpha: float = 0.1,
         beta: float = 0.1,
+        l2sp: str = "sum",
         batch_size: int = 128,
         loss: str = "full",
         init: str = "classifier",
@@ -245,6 +291,7 @@ class AdUE(UncertaintyMethod):
         self.epochs = epochs
         self.alpha = alpha
         self.beta = beta
+        self.l2sp = l2sp
         self.batch_size = batch_size
         self.loss = loss
         self.init = init
@@ -265,6 +312,7 @@ class AdUE(UncertaintyMethod):
         check_number("epochs", owner, self.epochs, low=0, integer=True)
         check_number("alpha", owner, self.alpha, low=0.0)
         check_number("beta", owner, self.beta, low=0.0)
+        check_in("l2sp", owner, self.l2sp, L2SP_MODES)
         check_number("batch_size", owner, self.batch_size, low=1, integer=True)
         check_in("loss", owner, self.loss, tuple(LOSSES))
         check_in("init", owner, self.init, INITS)
@@ -299,48 +347,54 @@ class AdUE(UncertaintyMethod):
         """The search's configs in grid order (ablation zeroing applied, duplicates dropped)."""
         if self.search is None:
             return None
-        owner = "AdUE"
-        if isinstance(self.search, str):
-            check_in("search", owner, self.search, ("paper",))
-            grid = {k: list(v) for k, v in PAPER_GRID.items()}
-        elif isinstance(self.search, dict):
-            unknown = [k for k in self.search if k not in _GRID_KEYS]
-            if unknown:
-                raise param_error(
-                    "search", owner, f"a dict with keys among {list(_GRID_KEYS)}", unknown
-                )
-            grid = {}
-            for k in _GRID_KEYS:
-                vals = self.search.get(k, getattr(self, k))
-                vals = list(vals) if isinstance(vals, (list, tuple, np.ndarray)) else [vals]
-                if not vals:
-                    raise param_error("search", owner, f"a non-empty list for {k!r}", vals)
-                vals = [v.item() if isinstance(v, np.generic) else v for v in vals]
-                for v in vals:
-                    if k == "epochs":
-                        check_number(f"search['{k}']", owner, v, low=0, integer=True)
-                    elif k == "lr":
-                        check_number(f"search['{k}']", owner, v, low=0.0, low_inclusive=False)
-                    else:
-                        check_number(f"search['{k}']", owner, v, low=0.0)
-                grid[k] = vals
-        else:
-            raise param_error("search", owner, "None, 'paper' or a dict of lists", self.search)
+        grid = self._grid_values()
+        if self.loss == "auto":
+            grid["beta"] = [0.0] + [b for b in grid["beta"] if b != 0]
+            grid["l2sp"] = list(dict.fromkeys([*grid["l2sp"], *L2SP_MODES]))
         out: list[TrainConfig] = []
         seen = set()
-        for lr, ep, a, b in itertools.product(
-            grid["lr"], grid["epochs"], grid["alpha"], grid["beta"]
-        ):
-            cfg = self._ablate(TrainConfig(float(lr), int(ep), float(a), float(b)))
+        for lr, ep, a, b, mode in itertools.product(*(grid[k] for k in _GRID_KEYS)):
+            cfg = self._ablate(TrainConfig(float(lr), int(ep), float(a), float(b), mode))
             if cfg not in seen:
                 seen.add(cfg)
                 out.append(cfg)
         return out
 
+    def _grid_values(self) -> dict[str, list]:
+        """Value lists per grid key from ``search`` (missing keys: the scalar parameter)."""
+        owner = "AdUE"
+        if isinstance(self.search, str):
+            check_in("search", owner, self.search, ("paper",))
+            return {k: list(PAPER_GRID.get(k, [getattr(self, k)])) for k in _GRID_KEYS}
+        if not isinstance(self.search, dict):
+            raise param_error("search", owner, "None, 'paper' or a dict of lists", self.search)
+        unknown = [k for k in self.search if k not in _GRID_KEYS]
+        if unknown:
+            raise param_error("search", owner, f"a dict with keys among {list(_GRID_KEYS)}", unknown)
+        grid = {}
+        for k in _GRID_KEYS:
+            vals = self.search.get(k, getattr(self, k))
+            vals = list(vals) if isinstance(vals, (list, tuple, np.ndarray)) else [vals]
+            if not vals:
+                raise param_error("search", owner, f"a non-empty list for {k!r}", vals)
+            vals = [v.item() if isinstance(v, np.generic) else v for v in vals]
+            for v in vals:
+                if k == "l2sp":
+                    check_in(f"search['{k}']", owner, v, L2SP_MODES)
+                elif k == "epochs":
+                    check_number(f"search['{k}']", owner, v, low=0, integer=True)
+                elif k == "lr":
+                    check_number(f"search['{k}']", owner, v, low=0.0, low_inclusive=False)
+                else:
+                    check_number(f"search['{k}']", owner, v, low=0.0)
+            grid[k] = vals
+        return grid
+
     def _ablate(self, cfg: TrainConfig) -> TrainConfig:
         use_alpha, use_beta = LOSSES[self.loss]
+        beta = cfg.beta if use_beta else 0.0
         return TrainConfig(
-            cfg.lr, cfg.epochs, cfg.alpha if use_alpha else 0.0, cfg.beta if use_beta else 0.0
+            cfg.lr, cfg.epochs, cfg.alpha if use_alpha else 0.0, beta, cfg.l2sp if beta else "sum"
         )
 
     def _initial_head(self, train: Features) -> tuple[ClassifierHead, HeadArch]:
@@ -376,8 +430,7 @@ class AdUE(UncertaintyMethod):
         return init, HeadArch.of(init, output)
 
     # ------------------------------------------------------------------- fit
-    def fit(self, train: Features, val: Features | None = None) -> AdUE:
-        """Train the head on ``train`` (and select its config on ``val`` or by CV); returns self."""
+    def _check_fit_inputs(self, train: Features, val: Features | None) -> torch.device:
         device = self._validate_params()
         train = self._check_features(train, "train")
         if val is not None:
@@ -389,29 +442,34 @@ class AdUE(UncertaintyMethod):
                 )
         if self._engine not in ("batched", "sequential"):
             raise ValueError(f"Unknown AdUE engine {self._engine!r}.")
-        init, arch = self._initial_head(train)
+        return device
+
+    def _warn_setup(self, train: Features, arch: HeadArch) -> None:
         lo = 1.0 / train.num_classes + math.log(train.num_classes) / self.lam
         if arch.output == "smoothmax" and lo >= 1.0:
             warnings.warn(
                 f"lam={self.lam} is so small that U = 1 - SmoothMax <= 1 - {lo:.3g} < 0 for every "
                 f"input with {train.num_classes} classes; the paper uses lam=100.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        e_train = train.errors()
-        why = _degenerate(e_train)
+        why = _degenerate(train.errors())
         if why is not None:
             warnings.warn(
                 f"The training split {why}: the AdUE head is trained on a constant target.",
                 NoErrorsWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
+
+    def fit(self, train: Features, val: Features | None = None) -> AdUE:
+        """Train the head on ``train`` (and select its config on ``val`` or by CV); returns self."""
+        device = self._check_fit_inputs(train, val)
+        init, arch = self._initial_head(train)
+        self._warn_setup(train, arch)
         z = _tensor(train.z).to(device)
-        e_t = torch.from_numpy(e_train.astype(np.float32)).to(device)
+        e_t = torch.from_numpy(train.errors().astype(np.float32)).to(device)
         usr = softmax_response(_tensor(train.logits).double()).float().to(device)
-        default = self._ablate(
-            TrainConfig(float(self.lr), int(self.epochs), float(self.alpha), float(self.beta))
-        )
+        default = self._ablate(self._default_config())
         grid = self._grid()
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # refitting: drop the previous fit's attributes first
@@ -432,21 +490,39 @@ class AdUE(UncertaintyMethod):
             max(len(grid or ()), 1),
             chosen.as_dict(),
         )
+        self._check_trained(params, arch, z, chosen)
         self.best_params_ = chosen.as_dict()
         self.search_results_ = self._results
         self.search_fallback_ = self._fallback_msg
-        head = build_head(arch, params, init)
-        if arch.output == "sigmoid":
-            lin = nn.utils.skip_init(nn.Linear, arch.in_features, 1)
-            with torch.no_grad():
-                lin.weight.copy_(head.out_proj.weight)
-                lin.bias.copy_(head.out_proj.bias)
-            head = lin.eval()
-        self.head_ = head
+        self.head_ = self._final_head(arch, params, init)
         self._arch = arch
         self.n_features_in_ = train.dim
         self.n_classes_ = train.num_classes
         return self
+
+    def _default_config(self) -> TrainConfig:
+        return TrainConfig(
+            float(self.lr), int(self.epochs), float(self.alpha), float(self.beta), self.l2sp
+        )
+
+    def _check_trained(self, params, arch: HeadArch, z: torch.Tensor, chosen: TrainConfig) -> None:
+        """Warn when the trained head's scores on the training rows cannot rank them."""
+        stacked = {k: v.unsqueeze(0).to(z.device) for k, v in params.items()}
+        u = stack_uncertainty(stacked, arch, z, lam=float(self.lam))[0].cpu().numpy()
+        why = _score_problem(u)
+        if why is not None:
+            _warn_bad_configs({0: why}, [chosen], "the training rows (the trained head)")
+
+    @staticmethod
+    def _final_head(arch: HeadArch, params, init: ClassifierHead) -> nn.Module:
+        head = build_head(arch, params, init)
+        if arch.output != "sigmoid":
+            return head
+        lin = nn.utils.skip_init(nn.Linear, arch.in_features, 1)
+        with torch.no_grad():
+            lin.weight.copy_(head.out_proj.weight)
+            lin.bias.copy_(head.out_proj.bias)
+        return lin.eval()
 
     # ------------------------------------------------------------- training
     def _run(self, init, arch, z, e_t, usr, configs, on_done) -> None:
@@ -530,10 +606,11 @@ class AdUE(UncertaintyMethod):
         self._results = [dict(c.as_dict(), roc_auc=a) for c, a in zip(grid, aucs, strict=True)]
         if self._keep_all:
             self._all_weights = sel.weights
+        _warn_bad_configs(sel.problems, grid, "the validation split")
         best = _select(aucs)
         if best < 0:
             raise RuntimeError(
-                "Every AdUE config produced non-finite validation scores; lower 'lr'."
+                "Every AdUE config produced non-finite or constant validation scores; lower 'lr'."
             )
         return grid[best], sel.weights[best]
 
@@ -555,6 +632,7 @@ class AdUE(UncertaintyMethod):
             )
         folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=int(self.seed))
         per_fold: list[list[float]] = []
+        problems: dict[int, str] = {}
         for tr, te in folds.split(np.zeros(e.size), e):
             tr_t = torch.from_numpy(tr).to(device)
             sel = _Selector(
@@ -562,6 +640,8 @@ class AdUE(UncertaintyMethod):
             )
             self._run(init, arch, z[tr_t], e_t[tr_t], usr[tr_t], grid, sel)
             per_fold.append([sel.auc[i] for i in range(len(grid))])
+            problems.update(sel.problems)
+        _warn_bad_configs(problems, grid, "a cross-validation fold")
         folds_arr = np.asarray(per_fold)  # (k, n_configs)
         means = [float(np.mean(folds_arr[:, i])) for i in range(len(grid))]
         self._results = [
@@ -571,7 +651,8 @@ class AdUE(UncertaintyMethod):
         best = _select(means)
         if best < 0:
             raise RuntimeError(
-                "Every AdUE config produced non-finite cross-validation scores; lower 'lr'."
+                "Every AdUE config produced non-finite or constant cross-validation scores; "
+                "lower 'lr'."
             )
         return grid[best], self._train_one(init, arch, z, e_t, usr, grid[best])
 

@@ -13,6 +13,7 @@ from adue.report.tables import (
     FULL_SEEDS,
     Table,
     accuracy_table,
+    auto_loss_tables,
     classifier_table,
     method_table,
     paired_table,
@@ -83,6 +84,8 @@ def _metric_blocks(rs: ResultSet, profile: str, metric: str, paper: bool) -> lis
             p = paper_method_table(t)
             if p is not None:
                 blocks.append(("table", p))
+        if key == "extra":
+            blocks += [("table", a) for a in auto_loss_tables(rs, profile, metric)]
     t = paired_table(rs, profile, metric)
     if t is not None:
         blocks.append(("table", t))

@@ -421,3 +421,30 @@ def tables_to_csv(tables: Sequence[Table]) -> str:
 def dataset_columns(datasets: Sequence[str]) -> list[str]:
     """Datasets in the paper's column order (re-exported for plots)."""
     return order_datasets(datasets)
+
+
+# ------------------------------------------------------- beyond the paper: adue_auto
+#: Rows of the "AdUE that picks its own loss" table, and its paired comparisons.
+AUTO_ROWS: tuple[str, ...] = ("sr", "adue", "adue_heldout", "adue_auto", "adue_auto_heldout")
+AUTO_PAIRS: tuple[tuple[str, str], ...] = (("adue_auto", "adue"), ("adue_auto", "sr"))
+
+
+def auto_loss_tables(rs: ResultSet, profile: str, metric: str) -> list[Table]:
+    """Beyond the paper: SR, AdUE, ``adue_heldout``, ``adue_auto``, ``adue_auto_heldout`` for
+    ``metric``, then the paired differences ``adue_auto - AdUE`` and ``adue_auto - SR`` with
+    win counts (:func:`paired_table`). Empty when no cell has an ``adue_auto*`` variant (so
+    reports of older results are unchanged)."""
+    auto = [r for r in AUTO_ROWS if r.startswith("adue_auto")]
+    if not any(metric_values(list(rs.of(profile)), r, metric) for r in auto):
+        return []
+    out = []
+    t = method_table(rs, profile, metric, AUTO_ROWS, key="auto",
+                     title=f"{METRICS[metric][0]} x 100 — Beyond the paper: AdUE that picks its "
+                           "own loss (beta = 0 and mean L2-SP added to the search)")
+    if t is not None:
+        out.append(t)
+    p = paired_table(rs, profile, metric, AUTO_PAIRS)
+    if p is not None:
+        p.key = "auto_paired"
+        out.append(p)
+    return out
