@@ -7,6 +7,9 @@
    ``transformers.Trainer`` + peft on the same rows, same model, same recipe.
 3. fp32 vs bf16 autocast on this CPU: training speed, and accuracy (validation and test) of a
    full ``cpu``-profile run in each precision.
+4. Batching (``--only batching``): our loop with random batches (baseline) vs
+   ``group_by_length`` (shuffled batches of similar-length rows), per dataset: real tokens per
+   second, the share of padded positions, and the validation accuracy of the one epoch.
 
 Run: ``.venv/bin/python benchmarks/bench_pipeline.py [--data-dir ../shared/data]``
 (``--train-rows``, ``--repeats``, ``--skip-accuracy`` to size it). Tokens are real (non-pad)
@@ -104,11 +107,12 @@ def _our_run(cfg, data_dir: str, root: Path, name: str, *, evaluate: bool = True
     from adue.training import finetune
 
     run = finetune(cfg, root / name, data_dir=data_dir, progress=False)
-    log = json.loads((run / "train_log.json").read_text())
+    log = run.log
     tokens = sum(e["train_tokens"] for e in log["epochs"])
     secs = sum(e["train_seconds"] for e in log["epochs"])  # the epoch loops, not evaluation
     cpu = sum(e["train_cpu_seconds"] for e in log["epochs"])
     out = {"tokens": tokens, "seconds": secs, "cpu_seconds": cpu,
+           "padded": sum(e.get("train_padded_tokens", 0) for e in log["epochs"]),
            "val_per_epoch": [e["val_accuracy"] for e in log["epochs"]]}
     if evaluate:
         feats = extract(run, splits=("validation", "test"), data_dir=data_dir, progress=False)
@@ -225,6 +229,36 @@ def bench_precision_accuracy(data_dir: str) -> list[dict]:
     return rows_out
 
 
+def bench_batching(data_dir: str, rows: int, repeats: int, datasets: list[str]) -> list[dict]:
+    """Random batches vs ``group_by_length``: MiniLM, ``rows`` x 1 epoch of the cpu profile
+    (its max_length per dataset), interleaved, best of ``repeats``."""
+    from adue.config import resolve_config
+
+    rows_out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for dataset in datasets:
+            res: dict[bool, list[dict]] = {False: [], True: []}
+            for rep in range(repeats):
+                for grouped in (False, True):
+                    cfg = resolve_config(dataset, "minilm", 1, "cpu", max_train=rows, max_val=200,
+                                         max_test=200, epochs=1, group_by_length=grouped)
+                    res[grouped].append(_our_run(cfg, data_dir, root, f"{dataset}{grouped}{rep}",
+                                                 evaluate=False))
+            best = {g: min(v, key=lambda r: r["cpu_seconds"]) for g, v in res.items()}
+            wall = {g: min(r["seconds"] for r in v) for g, v in res.items()}
+            base = best[False]
+            for grouped in (False, True):
+                r = best[grouped]
+                what = "group_by_length" if grouped else "random batches (baseline)"
+                rows_out.append(_row(
+                    f"training {dataset}: {what}, padding {1 - r['tokens'] / r['padded']:.0%}"
+                    f" of positions", r["tokens"], wall[grouped], r["cpu_seconds"], wall[False],
+                    base["cpu_seconds"], val_acc=r["val_per_epoch"][-1],
+                ))
+    return rows_out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir")
@@ -232,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-rows", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-accuracy", action="store_true", help="skip the two cpu-profile runs")
+    p.add_argument("--only", choices=["batching"], help="run only this section")
+    p.add_argument("--batching-datasets", default="sst2,20newsgroups",
+                   help="datasets of the batching section (comma-separated)")
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -240,18 +277,28 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.set_verbosity_error()
     data_dir = _data_dir(args.data_dir)
 
-    rows = bench_extraction(data_dir, args.extract_rows, 64, args.repeats)
-    rows += bench_training(data_dir, args.train_rows, args.repeats)
-    if not args.skip_accuracy:
-        rows += bench_precision_accuracy(data_dir)
+    datasets = [d for d in args.batching_datasets.split(",") if d]
+    if args.only == "batching":
+        rows = bench_batching(data_dir, args.train_rows, args.repeats, datasets)
+    else:
+        rows = bench_extraction(data_dir, args.extract_rows, 64, args.repeats)
+        rows += bench_training(data_dir, args.train_rows, args.repeats)
+        if not args.skip_accuracy:
+            rows += bench_precision_accuracy(data_dir)
+        rows += bench_batching(data_dir, args.train_rows, args.repeats, datasets)
 
     def fmt(r, k, spec):
         return format(r[k], spec) if k in r else ""
 
-    print(f"MiniLM, SST-2; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"best of {args.repeats}; extraction {args.extract_rows} rows (batch 64, max_length 128); "
-          f"training speed {args.train_rows} rows x 1 epoch (batch 32); accuracy: cpu profile "
-          "(2,000 / 1,000 / 872 rows, 3 epochs)")
+    if args.only == "batching":
+        print(f"MiniLM; torch {torch.__version__}, {torch.get_num_threads()} threads; best of "
+              f"{args.repeats}; cpu profile, {args.train_rows} train rows x 1 epoch (batch 32), "
+              "200 validation rows")
+    else:
+        print(f"MiniLM; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+              f"best of {args.repeats}; extraction {args.extract_rows} rows (batch 64, "
+              f"max_length 128); training speed {args.train_rows} rows x 1 epoch (batch 32); "
+              "accuracy: cpu profile (2,000 / 1,000 / 872 rows, 3 epochs)")
     print()
     print("| measurement | tokens/s (wall) | tokens/CPU-s | CPU s | ratio (CPU time) "
           "| ratio (wall) | max abs logit diff | val acc | test acc |")

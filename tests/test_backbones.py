@@ -98,7 +98,7 @@ def _hf_dir_preset(site: Path, folder: Path, *, sha: str | None = None) -> Backb
     _install_fake(site, "adue-fake-bert", "1.0", _folder_files(folder, "adue_fake_bert/model"))
     weights = (folder / "model.safetensors").read_bytes()
     return BackbonePreset(
-        name="fakebert", stands_in_for="test", description="tiny bert", kind="hf_dir",
+        name="fakebert", stands_in_for="test", description="tiny bert", kind="hf_dir", family="encoder",
         packages=("adue-fake-bert==1.0",), files=("adue_fake_bert/model/model.safetensors",),
         sha256=sha or _sha(weights),
     )
@@ -132,6 +132,29 @@ def test_presets_table():
         replace(PRESETS["minilm"], kind="tarball")
     with pytest.raises(ValueError, match="'sha256' parameter of BackbonePreset"):
         replace(PRESETS["minilm"], sha256="abc")
+    # the preset carries its family
+    assert {n: p.family for n, p in PRESETS.items()} == {
+        "minilm": "encoder", "mpnet": "encoder", "smollm2": "decoder", "qwen": "decoder"}
+    with pytest.raises(ValueError, match=r"'family' parameter of BackbonePreset must be one of "
+                                         r"\('encoder', 'decoder'\)\. Got 'llm' instead\."):
+        replace(PRESETS["minilm"], family="llm")
+
+
+def test_backbone_family(tmp_path):
+    from adue.architectures import DECODER_MODEL_TYPES
+    from adue.backbones import backbone_family
+
+    assert [backbone_family(n) for n in PRESETS] == ["encoder", "encoder", "decoder", "decoder"]
+    assert backbone_family(PRESETS["qwen"]) == "decoder"
+    # other folders: architectures' one list of decoder model types decides
+    for model_type, family in (("qwen2", "decoder"), ("gemma", "decoder"), ("phi", "decoder"),
+                               ("roberta", "encoder"), ("deberta-v2", "encoder")):
+        (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
+        assert backbone_family(str(tmp_path)) == family, model_type
+        assert (model_type in DECODER_MODEL_TYPES) == (family == "decoder")
+    (tmp_path / "config.json").write_text("{}")
+    assert backbone_family(str(tmp_path)) is None
+    assert backbone_family("no-such-org/no-such-model-xyz") is None  # not cached: no download
 
 
 @pytest.mark.needs_minilm
@@ -164,8 +187,15 @@ def test_minilm_preset_end_to_end(_isolated_cache):
     assert z.abs().max().item() < 1.0
 
 
+def _past_racy_window():
+    import time
+
+    time.sleep(2 * bb._RACY_NS / 1e9)
+
+
 def test_hash_is_cached(site, tiny_bert_dir, monkeypatch):
     preset = _hf_dir_preset(site, tiny_bert_dir)
+    _past_racy_window()  # files written just now are never trusted from the cache
     calls = []
     real = bb._sha256_stream
     monkeypatch.setattr(bb, "_sha256_stream", lambda paths, sink=None: calls.append(1) or real(paths, sink))
@@ -178,6 +208,46 @@ def test_hash_is_cached(site, tiny_bert_dir, monkeypatch):
     with pytest.raises(BackboneHashError):
         resolve_backbone(preset)
     assert len(calls) == 2
+
+
+def test_cached_hash_not_fooled_by_a_restored_mtime(site, tiny_bert_dir):
+    """A same-size byte flip with the mtime set back (touch -r, cp -p, rsync -t) is hashed
+    again and refused: the inode change time cannot be set back."""
+    import os
+
+    preset = _hf_dir_preset(site, tiny_bert_dir)
+    _past_racy_window()
+    resolve_backbone(preset)  # verified and cached
+    weights = site / preset.files[0]
+    before = weights.stat()
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    _past_racy_window()
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = weights.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    with pytest.raises(BackboneHashError, match="sha256 mismatch"):
+        resolve_backbone(preset)
+
+
+def test_hash_cache_racy_entry_is_rehashed(tmp_path, monkeypatch):
+    """An entry hashed right after the file changed is not trusted (an edit in the same
+    timestamp tick would leave the stat unchanged)."""
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"abc")
+    cache = bb._HashCache(tmp_path / "c")
+    calls = []
+    real = bb._sha256_stream
+    monkeypatch.setattr(bb, "_sha256_stream", lambda paths, sink=None: calls.append(1) or real(paths, sink))
+    assert cache.digest([f]) == _sha(b"abc") and cache.lookup([f]) is None  # racy: not trusted
+    _past_racy_window()
+    cache.digest([f])  # hashed again, now long enough after the change
+    assert cache.lookup([f]) == _sha(b"abc") and len(calls) == 2
+    # an entry in the older format (keyed by size and mtime only) is not trusted
+    old_key = json.dumps([[str(f.resolve()), 3, f.stat().st_mtime_ns]], separators=(",", ":"))
+    cache.path.write_text(json.dumps({old_key: _sha(b"abc")}))
+    assert cache.lookup([f]) is None
 
 
 # --------------------------------------------------------------------------- refusals
@@ -197,7 +267,7 @@ def test_hash_mismatch_refused_nothing_loaded(site, tiny_bert_dir, monkeypatch):
 
 def test_not_installed_says_how_to_install(monkeypatch):
     preset = BackbonePreset(
-        name="ghost", stands_in_for="x", description="x", kind="gguf",
+        name="ghost", stands_in_for="x", description="x", kind="gguf", family="decoder",
         packages=("adue-no-such-package==1.0",), files=("adue_no_such/model.gguf",),
         sha256="1" * 64,
     )
@@ -214,7 +284,7 @@ def test_not_installed_says_how_to_install(monkeypatch):
 def test_installed_but_file_missing(site):
     _install_fake(site, "adue-empty-pkg", "1.0", {"adue_empty_pkg/__init__.py": b""})
     preset = BackbonePreset(
-        name="empty", stands_in_for="x", description="x", kind="gguf",
+        name="empty", stands_in_for="x", description="x", kind="gguf", family="decoder",
         packages=("adue-empty-pkg==1.0",), files=("adue_empty_pkg/model.gguf",),
         sha256="1" * 64,
     )
@@ -248,8 +318,8 @@ def test_bad_num_labels():
             load_backbone("minilm", bad)
 
 
-def test_paths_and_hub_ids(tmp_path):
-    assert resolve_backbone(str(tmp_path)) == str(tmp_path)
+def test_paths_and_hub_ids(tmp_path, tiny_bert_dir):
+    assert resolve_backbone(str(tiny_bert_dir)) == str(tiny_bert_dir)
     assert resolve_backbone("roberta-base") == "roberta-base"
     assert resolve_backbone("meta-llama/Llama-2-7b-hf") == "meta-llama/Llama-2-7b-hf"
     for missing in ("./no/such/dir", str(tmp_path / "nope"), "a/b/c"):
@@ -261,6 +331,30 @@ def test_paths_and_hub_ids(tmp_path):
         resolve_backbone(str(f))
     with pytest.raises(ValueError, match="must be a preset name"):
         resolve_backbone("")
+
+
+def test_empty_or_incomplete_backbone_folder_is_named(tmp_path, monkeypatch):
+    _forbid_loading(monkeypatch)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError) as err:
+        load_backbone(str(empty), 2)
+    msg = str(err.value)
+    assert f"The backbone folder '{empty}' is empty" in msg
+    assert "config.json" in msg and "weights" in msg and "tokenizer" in msg
+    part = tmp_path / "part"
+    part.mkdir()
+    (part / "config.json").write_text("{}")
+    (part / "model.safetensors").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"is not a Hugging Face model folder: it lacks "
+                                                r"the tokenizer files"):
+        resolve_backbone(str(part))
+    # the command line: one line, no tokenizer-library message
+    from adue.cli import main
+
+    assert main(["finetune", "--dataset", "sst2", "--backbone", str(empty), "--seed", "1",
+                 "--output", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert not (tmp_path / "run").exists()  # checked before any work
 
 
 def test_load_failure_lists_presets(monkeypatch):
@@ -302,6 +396,7 @@ def _zip_preset(site: Path, folder: Path, *, corrupt_part: int | None = None) ->
         files.append(rel)
     return BackbonePreset(
         name="fakezip", stands_in_for="test", description="tiny bert zip", kind="split_zip",
+        family="encoder",
         packages=tuple(packages), files=tuple(files), sha256=_sha(data), inner_dir="inner",
         inner_sha256={"model.safetensors": sha256_file(folder / "model.safetensors")},
     )
@@ -413,7 +508,7 @@ def _gguf_preset(site: Path, data: bytes, parts: int) -> BackbonePreset:
     if parts == 1:
         _install_fake(site, "adue-fake-gguf", "1.0", {"adue_fake_gguf/tiny.Q.gguf": data})
         return BackbonePreset(
-            name="fakegguf", stands_in_for="t", description="tiny qwen2", kind="gguf",
+            name="fakegguf", stands_in_for="t", description="tiny qwen2", kind="gguf", family="decoder",
             packages=("adue-fake-gguf==1.0",), files=("adue_fake_gguf/tiny.Q.gguf",),
             sha256=_sha(data),
         )
@@ -424,7 +519,7 @@ def _gguf_preset(site: Path, data: bytes, parts: int) -> BackbonePreset:
         packages.append(f"adue-fake-gguf-part{i}==1.0")
         files.append(rel)
     return BackbonePreset(
-        name="fakesplit", stands_in_for="t", description="tiny qwen2", kind="split_gguf",
+        name="fakesplit", stands_in_for="t", description="tiny qwen2", kind="split_gguf", family="decoder",
         packages=tuple(packages), files=tuple(files), sha256=_sha(data),
     )
 
@@ -483,7 +578,8 @@ def test_cli_lists_presets(capsys):
     assert main(["backbones"]) == 0
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("minilm*"))
-    assert line.split()[1:3] == ["yes", "yes"] and "electra" in line
+    assert line.split()[1:5] == ["yes", "yes", "yes", "encoder"] and "electra" in line
+    assert next(ln for ln in out.splitlines() if ln.startswith("qwen")).split()[4] == "decoder"
     for name in ("mpnet", "smollm2", "qwen"):
         assert any(ln.startswith(name) for ln in out.splitlines())
     assert main(["backbones", "--verify"]) == 0

@@ -11,7 +11,6 @@ import pytest
 from adue.config import (
     PROFILES,
     RunConfig,
-    backbone_family,
     config_differences,
     list_profiles,
     resolve_config,
@@ -37,8 +36,8 @@ def test_paper_profile_is_the_papers_protocol():
         got = {k: getattr(cfg, k) for k in expected}
         assert got == expected, (dataset, backbone)
         assert cfg.effective_batch_size == 64
-    # The paper profile carries no per-dataset or per-family recipe changes.
-    assert PROFILES["paper"]["per_dataset"] == {} and PROFILES["paper"]["per_family"] == {}
+    # The paper profile carries no per-dataset recipe changes.
+    assert PROFILES["paper"]["per_dataset"] == {}
     # RunConfig's defaults are the paper's too.
     assert RunConfig("sst2", "minilm", 0) == resolve_config("sst2", "minilm", 0, "paper")
 
@@ -63,17 +62,24 @@ def test_cpu_and_quick_profiles():
     assert resolve_config("20newsgroups", "minilm", 1, "quick").max_length == 256
 
 
-def test_per_family_overrides_apply_to_one_family_only(monkeypatch):
-    monkeypatch.setitem(PROFILES["cpu"], "per_family", {"decoder": {"lr": 2e-3, "head_lr": 7e-3}})
-    enc = resolve_config("sst2", "minilm", 1, "cpu")
-    dec = resolve_config("sst2", "smollm2", 1, "cpu")
-    assert (dec.lr, dec.head_lr) == (2e-3, 7e-3)
-    assert (enc.lr, enc.head_lr) == (1e-3, 5e-3)  # the profile's settings
-    assert backbone_family("minilm") == "encoder"
-    assert backbone_family("qwen") == "decoder"
-    # an explicit family wins over detection
-    forced = resolve_config("sst2", "minilm", 1, "cpu", family="decoder")
-    assert forced == dec.replace(backbone="minilm")
+def test_profiles_reject_unknown_keys(monkeypatch):
+    """profiles.json is data: a misspelt key (or the removed per-family mechanism) is an error,
+    not silently ignored."""
+    from adue import config
+
+    raw = json.loads(resources.files("adue").joinpath("profiles.json").read_text())
+    raw["cpu"]["per_family"] = {"decoder": {"lr": 2e-3}}
+
+    class _Files:
+        def joinpath(self, name):
+            class _F:
+                def read_text(self, encoding="utf-8"):
+                    return json.dumps(raw)
+            return _F()
+
+    monkeypatch.setattr(config.resources, "files", lambda pkg: _Files())
+    with pytest.raises(ValueError, match=r"profile 'cpu' has unknown key\(s\) \['per_family'\]"):
+        config._load_profiles()
 
 
 def test_flags_override_everything():
@@ -83,15 +89,8 @@ def test_flags_override_everything():
     )
     assert cfg.max_length == 64 and cfg.head_lr == 1e-3 and cfg.epochs == 1 and cfg.bf16 is False
     assert cfg.max_train is None  # 0 lifts the cap
-    # None means "not given": the profile's value for this backbone family stays
+    # None means "not given": the profile's value stays
     assert cfg.lr == resolve_config("20newsgroups", "smollm2", 2, "cpu").lr
-
-
-def test_backbone_family_from_local_folder(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
-    assert backbone_family(str(tmp_path)) == "decoder"
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "roberta"}))
-    assert backbone_family(str(tmp_path)) == "encoder"
 
 
 def test_json_round_trip(tmp_path):
@@ -196,8 +195,14 @@ def test_command_line_options_are_generated_from_the_dataclass():
                                      "--device", "cpu"])
     assert config_overrides(args) == {"grad_clip": 0.5, "split_seed": 7, "bf16": "auto",
                                       "strip_text": False, "max_train": 0, "lr": 2e-3,
-                                      "device": "cpu"}
-    assert config_overrides(parser.parse_args(base)) == {}
+                                      "device": "cpu", "text_column": "text",
+                                      "label_column": "label"}
+    # the data options' columns (defaults: the RunConfig defaults) and nothing else
+    assert config_overrides(parser.parse_args(base)) == {"text_column": "text",
+                                                         "label_column": "label"}
+    args = parser.parse_args(base + ["--text-column", "sentence", "--label-column", "category"])
+    cfg = resolve_config("mine=/x", "minilm", 1, "cpu", **config_overrides(args))
+    assert (cfg.text_column, cfg.label_column) == ("sentence", "category")
     for f in overridable:  # one flag per field
         opt = "--" + f.replace("_", "-")
         assert any(opt in a.option_strings for a in parser._subparsers._group_actions[0]

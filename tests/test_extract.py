@@ -14,7 +14,7 @@ from adue.config import resolve_config
 from adue.extract import extract, load_head, load_trained_model
 from adue.features import features_path, load_features
 from adue.inference.tokenize import encode_texts, pad_batch
-from adue.training import finetune
+from adue.training import finetune, read_run_config
 from adue.training import runfolder as rf
 
 
@@ -151,3 +151,72 @@ def test_tiny_decoder_finetune_and_extract(tmp_path, arch):
     assert head.is_linear and head.out_proj.bias is None
     with torch.no_grad():
         assert np.abs(head(torch.from_numpy(f.z)).numpy() - f.logits).max() < 1e-5
+
+
+def _copy_run(run_dir, tmp_path):
+    import shutil
+
+    dst = tmp_path / "copy"
+    shutil.copytree(run_dir, dst)
+    return dst
+
+
+@needs_minilm
+def test_damaged_features_file_is_named_and_overwrite_rewrites_it(run_dir, feats, tmp_path, capsys):
+    from safetensors.numpy import load_file, save_file
+
+    from adue.cli import main
+
+    run = _copy_run(run_dir, tmp_path)
+    path = features_path(run, "test")
+    good = path.read_bytes()
+    data = load_file(str(path))
+    data["z"][3, 5] = np.nan  # a NaN edited in
+    save_file(data, str(path))
+    for damaged in (None, good[: len(good) // 2]):  # NaN, then truncated
+        if damaged is not None:
+            path.write_bytes(damaged)
+        with pytest.raises(ValueError) as err:
+            extract(run, splits="test", progress=False)
+        msg = str(err.value)
+        assert "\n" not in msg and str(path) in msg
+        assert f"`adue extract --overwrite {run}` rewrites it" in msg
+        # the command line prints the same single line
+        assert main(["extract", str(run), "--splits", "test", "--no-progress"]) == 2
+        assert capsys.readouterr().err.strip() == f"adue: error: {msg}"
+    assert main(["extract", str(run), "--splits", "test", "--overwrite", "--no-progress",
+                 "--data-dir", str(data_dir())]) == 0
+    back = load_features(run, "test")
+    assert np.abs(back.logits - feats["test"].logits).max() < 1e-5
+    assert back.labels.tolist() == feats["test"].labels.tolist()
+
+
+@needs_minilm
+def test_extract_refuses_data_that_changed_since_training(run_dir, tmp_path):
+    from adue.data import dataset_fingerprint
+    from adue.training.inputs import load_run_splits
+
+    info = json.loads((run_dir / rf.DATASET).read_text())
+    cfg = read_run_config(run_dir)
+    assert info["fingerprint"] == dataset_fingerprint(load_run_splits(cfg, data_dir()))
+    run = _copy_run(run_dir, tmp_path)
+    (run / rf.DATASET).write_text(json.dumps({**info, "fingerprint": "0" * 64}))
+    with pytest.raises(ValueError, match="changed since the run .* was trained"):
+        extract(run, splits="test", data_dir=data_dir(), progress=False, overwrite=True)
+
+
+def test_run_data_found_by_the_one_resolver(monkeypatch):
+    """No --data-dir, no ADUE_DATA_DIR: finetune and extract read ../shared/data found by
+    walking up from the current folder (as adue run does), not the hub."""
+    from pathlib import Path
+
+    from adue.data import resolve_data_dir
+    from adue.training.inputs import load_run_splits
+
+    expected = data_dir()
+    monkeypatch.delenv("ADUE_DATA_DIR", raising=False)
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    assert resolve_data_dir(None).resolve() == Path(expected).resolve()
+    cfg = resolve_config("sst2", "minilm", 1, "quick", max_train=20, max_val=10, max_test=10)
+    ds = load_run_splits(cfg)
+    assert {s: len(ds[s]) for s in ds} == {"train": 20, "validation": 10, "test": 10}

@@ -40,10 +40,57 @@ def test_shuffled_batches():
     assert np.concatenate(a).tolist() != np.concatenate(shuffled_batches(10, 4, seed=1, epoch=1)).tolist()
 
 
-def test_resolve_bf16():
+def test_length_grouped_batches_match_transformers_group_by_length():
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    from adue.training.sampling import _generator, length_grouped_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 120, size=1000).tolist()
+    bs = 16
+    ours = length_grouped_batches(lengths, bs, seed=3, epoch=1)
+    flat = np.concatenate(ours)
+    assert sorted(flat.tolist()) == list(range(1000))  # every row once
+    again = length_grouped_batches(lengths, bs, seed=3, epoch=1)
+    assert all(np.array_equal(a, b) for a, b in zip(ours, again, strict=True))
+    other = length_grouped_batches(lengths, bs, seed=3, epoch=2)
+    assert not np.array_equal(np.concatenate(other), flat)
+    # transformers' grouping from the same permutation: the same batches (up to its one swap
+    # that puts the longest row first, and up to the order of the batches, which we shuffle)
+    ref = get_length_grouped_indices(lengths, bs, generator=_generator(3, 1))
+    ref_batches = {tuple(ref[i : i + bs]) for i in range(0, len(ref), bs)}
+    ours_set = {tuple(b.tolist()) for b in ours}
+    assert len(ours_set - ref_batches) <= 2 and len(ours_set) == len(ref_batches)
+    # far less padding than random batches of the same size
+    def padded(batches):
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+    rand = shuffled_batches(1000, bs, seed=3, epoch=1)
+    assert padded(ours) < 0.75 * padded(rand)
+    assert padded(ours) < 1.1 * sum(lengths)
+
+
+def test_resolve_bf16(monkeypatch, caplog):
+    from adue.training import loop
+
     cpu = torch.device("cpu")
-    assert resolve_bf16(True, cpu) is True and resolve_bf16(False, cpu) is False
-    assert resolve_bf16("auto", cpu) in (True, False)
+    assert resolve_bf16(False, cpu) is False
+    # "auto" follows the CPU's flags (AVX-512 BF16 or AMX in /proc/cpuinfo)
+    flags = open("/proc/cpuinfo").read()
+    assert resolve_bf16("auto", cpu) is ("avx512_bf16" in flags or "amx_bf16" in flags)
+    # a CPU without native bf16 (e.g. AVX2 only): auto stays float32; an explicit True is
+    # honoured with a warning that it is emulated and slow
+    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="adue.training.loop"):
+        assert resolve_bf16("auto", cpu) is False
+        assert not caplog.records
+        assert resolve_bf16(True, cpu) is True
+    assert "without native bf16" in caplog.text
+    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: True)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="adue.training.loop"):
+        assert resolve_bf16("auto", cpu) is True and resolve_bf16(True, cpu) is True
+    assert not caplog.records
 
 
 def test_atomic_writes(tmp_path):
@@ -168,6 +215,11 @@ def test_minilm_run_folder_and_learning(run_dir):
     assert log["epochs"][-1]["train_loss"] < math.log(2) - 0.05
     versions = json.loads((run_dir / rf.VERSIONS).read_text())
     assert versions["torch"] == torch.__version__ and "peft" in versions
+    # the best epoch's validation pass is stored as the validation features (no second pass)
+    from adue.features import load_features
+
+    val = load_features(run_dir, "validation")
+    assert val.n == 200 and val.accuracy() == log["best_val_accuracy"]
     dataset = json.loads((run_dir / rf.DATASET).read_text())
     assert dataset["class_names"] == ["negative", "positive"]
     assert dataset["sizes"] == {"train": 400, "validation": 200, "test": 200}
@@ -219,6 +271,11 @@ def test_resume_after_interruption_matches_uninterrupted_run(run_dir, tmp_path):
     assert w_ref.keys() == w_new.keys()
     for k in w_ref:
         assert torch.equal(w_ref[k], w_new[k]), k
+    # the best epoch's validation features survive the interruption (kept in the checkpoint)
+    from adue.features import load_features
+
+    assert np.array_equal(load_features(out, "validation").logits,
+                          load_features(run_dir, "validation").logits)
 
 
 @needs_minilm
@@ -300,3 +357,25 @@ def test_precision_is_ours_even_if_accelerate_state_says_bf16(tmp_path):
     assert after["bf16"] is False
     assert after["epochs"][0]["train_loss"] == clean["epochs"][0]["train_loss"]
     assert after["epochs"][0]["val_loss"] == clean["epochs"][0]["val_loss"]
+
+
+def test_group_by_length_trains_the_same_rows_with_less_padding(tmp_path):
+    from _pipeline import tiny_decoder_folder
+
+    from adue.config import resolve_config
+    from adue.data import load_dataset
+
+    dd = data_dir()
+    ds = load_dataset("sst2", dd, max_train=96, max_val=16, max_test=16)
+    folder = tiny_decoder_folder(tmp_path, "llama", [t for s in ds for t in ds[s]["text"]])
+    logs = {}
+    for grouped in (False, True):
+        cfg = resolve_config("sst2", str(folder), 1, "quick", max_train=96, max_val=16,
+                             max_test=16, epochs=1, batch_size=8, max_length=64, bf16=False,
+                             group_by_length=grouped)
+        logs[grouped] = finetune(cfg, tmp_path / str(grouped), data_dir=dd, progress=False).log
+    plain, grouped = logs[False]["epochs"][0], logs[True]["epochs"][0]
+    assert grouped["train_tokens"] == plain["train_tokens"]  # the same rows, every one once
+    assert plain["train_padded_tokens"] >= plain["train_tokens"]
+    assert grouped["train_padded_tokens"] < 0.9 * plain["train_padded_tokens"]
+    assert math.isfinite(grouped["train_loss"]) and grouped["train_loss"] != plain["train_loss"]

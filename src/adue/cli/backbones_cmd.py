@@ -29,14 +29,16 @@ def _run(args: argparse.Namespace) -> int:
     from adue.backbones import DEFAULT_BACKBONE, PRESETS, list_backbones
 
     rows = list_backbones(verify=args.verify, cache_dir=args.cache_dir)
-    header = f"{'preset':9s} {'installed':9s} {'verified':8s} {'prepared':8s} stands in for"
+    header = (f"{'preset':9s} {'installed':9s} {'verified':8s} {'prepared':8s} {'family':8s} "
+              "stands in for")
     print(header)
     print("-" * len(header))
     for row in rows:
         name = row["name"] + ("*" if row["name"] == DEFAULT_BACKBONE else "")
         print(
             f"{name:9s} {_flag(row['installed']):9s} {_flag(row['verified']):8s} "
-            f"{_flag(row['prepared'] if row['installed'] else None):8s} {row['stands_in_for']}"
+            f"{_flag(row['prepared'] if row['installed'] else None):8s} {row['family']:8s} "
+            f"{row['stands_in_for']}"
         )
         print(f"{'':9s} {row['description']}")
         if row["path"]:

@@ -11,6 +11,7 @@ import argparse
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from adue.backbones import PRESETS
     from adue.cli._config_options import add_config_options
+    from adue.cli._options import add_data_options
     from adue.config import list_profiles
     from adue.data import DATASETS
 
@@ -45,8 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         choices=list_profiles(),
         help="settings to start from (default: cpu); every flag below overrides it",
     )
+    add_data_options(p)
     add_config_options(p)
-    p.add_argument("--data-dir", metavar="DIR", help="dataset folder (else $ADUE_DATA_DIR)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument(
         "--trust-remote-code",

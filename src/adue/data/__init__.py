@@ -16,6 +16,7 @@ from adue.data.errors import DataFormatError, DataNotFoundError
 from adue.data.fingerprint import dataset_fingerprint
 from adue.data.loading import SPLITS, dataset_name, load_dataset
 from adue.data.paths import ENV_VAR, find_shared_data, resolve_data_dir, user_cache_data_dir
+from adue.data.records import iter_texts
 from adue.data.registry import DATASETS, DatasetSpec, list_datasets
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "dataset_fingerprint",
     "dataset_name",
     "find_shared_data",
+    "iter_texts",
     "list_datasets",
     "load_dataset",
     "resolve_data_dir",

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from adue.data.errors import format_error
+from adue.data.records import decoded_lines
 from adue.data.registry import NEWSGROUPS
 
 __all__ = ["LOCAL_READERS", "RawSplit", "decode_file", "read_local"]
@@ -45,14 +46,10 @@ class RawSplit:
         return RawSplit([self.texts[i] for i in idx], self.labels[idx])
 
 
-def decode_file(path: Path, encoding: str = "utf-8") -> str:
-    """Read ``path`` as text; a decoding error names the file and line."""
-    raw = path.read_bytes()
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise format_error(path, line, f"not valid {encoding} text ({err.reason})") from err
+def decode_file(path: Path) -> str:
+    """Read ``path`` as UTF-8 text; a decoding error names the file and line."""
+    with open(path, "rb") as stream:
+        return "".join(decoded_lines(stream, str(path)))
 
 
 def _lines(path: Path) -> list[str]:

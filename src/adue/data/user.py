@@ -15,9 +15,6 @@ split, or two string labels that differ only in case, is a logged warning with t
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import os
 import re
@@ -28,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from adue.data.errors import DataFormatError, DataNotFoundError, format_error
-from adue.data.readers import RawSplit, decode_file
+from adue.data.readers import RawSplit
+from adue.data.records import Column, check_text, iter_records
 
 __all__ = [
     "EXTENSIONS",
@@ -143,91 +141,26 @@ def _clean_label(path: Path, line: int, label: object, columns: Columns) -> int 
     return label
 
 
-def _column_index(path: Path, names: list[str], column: str, kind: str, option: str) -> int:
-    if column not in names:
-        raise format_error(
-            path,
-            1,
-            f"no {kind} column {column!r}; the header has the columns {names}. Name the "
-            f"{kind} column with {option}",
-        )
-    if names.count(column) > 1:
-        raise format_error(path, 1, f"the header names the column {column!r} twice")
-    return names.index(column)
-
-
 _TEXT_OPTION = "--text-column (text_column=)"
 _LABEL_OPTION = "--label-column (label_column=)"
 
 
-def _read_csv(path: Path, columns: Columns) -> _Rows:
-    reader = csv.reader(io.StringIO(decode_file(path, "utf-8-sig"), newline=""), strict=True)
-    rows = _Rows(path, [], [], [])
-    try:
-        header = next(reader, None)
-        if header is None:
-            raise format_error(path, None, "the file is empty (expected a header row)")
-        names = [h.strip() for h in header]
-        ti = _column_index(path, names, columns.text, "text", _TEXT_OPTION)
-        li = _column_index(path, names, columns.label, "label", _LABEL_OPTION)
-        line = reader.line_num
-        for record in reader:
-            start, line = line + 1, reader.line_num
-            if not record:  # blank line
-                continue
-            if len(record) != len(names):
-                raise format_error(
-                    path,
-                    start,
-                    f"expected {len(names)} fields as in the header, found {len(record)}",
-                )
-            text = record[ti]
-            if not text.strip():
-                raise format_error(path, start, "empty text")
-            label = _clean_label(path, start, record[li], columns)
-            rows.lines.append(start)
-            rows.texts.append(text)
-            rows.labels.append(int(label) if _INT_RE.fullmatch(str(label)) else label)
-    except csv.Error as err:
-        raise format_error(path, reader.line_num, f"malformed CSV ({err})") from err
-    return rows
-
-
-def _read_jsonl(path: Path, columns: Columns) -> _Rows:
-    rows = _Rows(path, [], [], [])
-    for lineno, line in enumerate(decode_file(path, "utf-8-sig").split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise format_error(path, lineno, f"invalid JSON ({err.msg})") from err
-        if not isinstance(obj, dict):
-            raise format_error(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
-        for key, kind, option in (
-            (columns.text, "text", _TEXT_OPTION),
-            (columns.label, "label", _LABEL_OPTION),
-        ):
-            if key not in obj:
-                raise format_error(
-                    path,
-                    lineno,
-                    f"no {kind} key {key!r}; the object has the keys {sorted(obj)}. Name the "
-                    f"{kind} key with {option}",
-                )
-        text = obj[columns.text]
-        if not isinstance(text, str) or not text.strip():
-            raise format_error(
-                path, lineno, f"the text {columns.text!r} must be a non-empty string, got {text!r}"
-            )
-        rows.lines.append(lineno)
-        rows.texts.append(text)
-        rows.labels.append(_clean_label(path, lineno, obj[columns.label], columns))
-    return rows
-
-
 def _read_file(path: Path, columns: Columns) -> _Rows:
-    rows = _read_csv(path, columns) if path.suffix == ".csv" else _read_jsonl(path, columns)
+    """The rows of one split file (CSV or JSONL by its suffix)."""
+    fmt = "csv" if path.suffix == ".csv" else "jsonl"
+    required = (
+        Column(columns.text, "text", _TEXT_OPTION),
+        Column(columns.label, "label", _LABEL_OPTION),
+    )
+    rows = _Rows(path, [], [], [])
+    for line, record in iter_records(path, fmt=fmt, columns=required):
+        text = check_text(path, line, record[columns.text], columns.text)
+        label = _clean_label(path, line, record[columns.label], columns)
+        if fmt == "csv" and isinstance(label, str) and _INT_RE.fullmatch(label):
+            label = int(label)  # CSV fields are strings: digits are integer labels
+        rows.lines.append(line)
+        rows.texts.append(text)
+        rows.labels.append(label)
     if not rows.texts:
         raise format_error(path, None, "the split is empty (no data rows)")
     return rows

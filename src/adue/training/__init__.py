@@ -96,7 +96,10 @@ def finetune(
 
     if not isinstance(cfg, RunConfig):
         raise TypeError(f"The 'cfg' parameter of finetune must be a RunConfig. Got {type(cfg).__name__} instead.")
+    from adue.backbones import resolve_backbone
+
     run_dir = Path(output_dir)
+    resolve_backbone(cfg.backbone)  # a bad backbone is reported before the run folder is made
     resume = _prepare_on_main(run_dir, cfg, overwrite=overwrite)
     log = train_run(
         cfg,

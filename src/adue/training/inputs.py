@@ -18,7 +18,12 @@ DEFAULT_MAX_LENGTH = 512
 
 
 def load_run_splits(cfg: RunConfig, data_dir: str | os.PathLike | None = None) -> Any:
-    """The ``DatasetDict`` (train / validation / test) ``cfg`` trains and is evaluated on."""
+    """The ``DatasetDict`` (train / validation / test) ``cfg`` trains and is evaluated on.
+
+    ``data_dir`` ``None``: the folder :func:`adue.data.resolve_data_dir` finds (the one
+    resolver: ``$ADUE_DATA_DIR``, ``shared/data`` upwards from the current folder, the user
+    cache, else the hub).
+    """
     from adue.data import load_dataset
 
     return load_dataset(
@@ -29,6 +34,8 @@ def load_run_splits(cfg: RunConfig, data_dir: str | os.PathLike | None = None) -
         max_test=cfg.max_test,
         split_seed=cfg.split_seed,
         subsample_seed=cfg.subsample_seed,
+        text_column=cfg.text_column,
+        label_column=cfg.label_column,
     )
 
 

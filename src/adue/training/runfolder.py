@@ -4,14 +4,16 @@
 
     RUN/
       config.json         resolved RunConfig
-      dataset.json        class names and split sizes actually used
+      dataset.json        class names, split sizes and max length actually used, and the
+                          rows' fingerprint (adue.data.dataset_fingerprint)
       train_log.json      per-epoch loss, validation accuracy and wall times; best epoch
       versions.json       package versions, platform and git commit (adue.provenance)
       adapter/            peft adapter (safetensors): LoRA weights + trained head
       head.safetensors    the trained head as an adue.heads.ClassifierHead (z -> logits)
       checkpoint/last.pt  during training only: state after the last finished epoch
       COMPLETE            completion marker (JSON), written last
-      features/           written by ``adue extract``
+      features/           <split>.safetensors: validation from the best epoch's own validation
+                          pass (written by training), the others by ``adue extract``
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
     "prepare_run_dir",
     "provenance",
     "replace_dir",
+    "save_split_features",
 ]
 
 CONFIG = "config.json"
@@ -102,6 +105,15 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
             f"Cannot read the checkpoint {path} ({exc}); delete it to restart the run from "
             "scratch, or pass overwrite=True (--overwrite)."
         ) from exc
+
+
+def save_split_features(run_dir: Path, cfg: RunConfig, split: str, features: Any) -> Path:
+    """Write one split's :class:`adue.features.Features` to ``RUN/features/<split>.safetensors``
+    (the one writer, used by extraction and by training for the validation split)."""
+    from adue.features import features_path, save_features
+
+    meta = {"split": split, "dataset": cfg.dataset, "backbone": cfg.backbone}
+    return save_features(features, features_path(run_dir, split), metadata=meta)
 
 
 def replace_dir(src: Path, dst: Path) -> None:
