@@ -273,10 +273,10 @@ def test_cli_fit_then_predict_csv_jsonl_text(checkpoint, tmp_path, loaded):
 @pytest.mark.parametrize(
     ("name", "content", "match"),
     [
-        ("empty.txt", b"", "holds no texts"),
-        ("nocol.csv", b"id,sentence\n1,hello\n", "no text column 'text'.*columns found: \\['id', 'sentence'\\]"),
-        ("bad.txt", b"fine\nbad \xff\xfe byte\n", "bad.txt, line 2: is not valid UTF-8"),
-        ("bad.jsonl", b'{"text": "ok"}\n{"txt": "no"}\n', "bad.jsonl, line 2: has no string 'text' key"),
+        ("empty.txt", b"", "the input holds no rows"),
+        ("nocol.csv", b"id,sentence\n1,hello\n", r"no text column 'text'; the header has the columns \['id', 'sentence'\]"),
+        ("bad.txt", b"fine\nbad \xff\xfe byte\n", "bad.txt, line 2: not valid utf-8"),
+        ("bad.jsonl", b'{"text": "ok"}\n{"txt": "no"}\n', r"bad.jsonl, line 2: no text key 'text'; the object has the keys \['txt'\]"),
     ],
 )
 def test_cli_predict_bad_input_is_a_clear_error_and_leaves_no_file(bundle, tmp_path, name, content, match):

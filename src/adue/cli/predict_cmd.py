@@ -1,7 +1,7 @@
 """``adue predict``: a bundle's predictions, uncertainty and abstention for a file of texts.
 
 Input: CSV (header; ``--text-column``), JSONL (one object a line) or plain text (one text a
-line), or ``-`` for stdin. Output: JSONL, or CSV when the name ends in ``.csv``; one record per
+line), or ``-`` for stdin, read by :func:`adue.data.iter_texts` (blank lines skipped). Output: JSONL, or CSV when the name ends in ``.csv``; one record per
 input row in order, with the input's ``id`` column passed through. The input is read and
 scored in chunks (memory does not grow with it) and the output written to a temporary file
 renamed at the end, so an interrupted run leaves no half file.
@@ -13,7 +13,7 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--input", "-i", required=True, metavar="FILE", help="CSV, JSONL or text file; '-' = stdin")
     p.add_argument("--output", "-o", metavar="FILE", help="JSONL (default) or .csv; default: stdout")
     p.add_argument("--format", default="auto", choices=FORMATS,
-                   help="input format (default: from the suffix: .csv, .jsonl/.ndjson, else text)")
+                   help="input format (default: from the suffix: .csv, .jsonl/.ndjson, else text; "
+                        "text for stdin)")
     p.add_argument("--text-column", default="text", metavar="NAME", help="CSV column / JSONL key of the text")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="texts per forward pass (default 32)")
     p.add_argument("--chunk-size", type=int, default=2048, metavar="N",
@@ -45,67 +46,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------- reading
-def _format_of(name: str, fmt: str) -> str:
-    if fmt != "auto":
-        return fmt
-    suffix = Path(name).suffix.lower() if name != "-" else ""
-    return {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix, "text")
+def iter_inputs(source: Any, name: str, fmt: str, text_column: str = "text") -> Iterator[tuple[Any, str]]:
+    """``(id or None, text)`` per input row of a path or binary stream, in order.
 
+    Reading is :func:`adue.data.iter_texts` (CSV / JSONL / plain text, UTF-8 decoded line by
+    line; errors name the file and line; blank lines skipped; no rows is an error).
+    """
+    from adue.data import iter_texts
 
-def _decoded_lines(raw: Iterable[bytes], name: str) -> Iterator[str]:
-    """UTF-8 lines (BOM dropped); invalid UTF-8 is an error naming the file and line."""
-    from adue.data.errors import format_error
-
-    for lineno, line in enumerate(raw, 1):
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise format_error(name, lineno, f"is not valid UTF-8 ({exc.reason} at byte {exc.start}).") from None
-        yield text.lstrip("\ufeff") if lineno == 1 else text
-
-
-def _csv_rows(lines: Iterator[str], name: str, text_column: str) -> Iterator[tuple[Any, str]]:
-    from adue.data.errors import format_error
-
-    reader = csv.reader(lines)
-    header = next(reader, None)
-    if header is None:
-        return
-    if text_column not in header:
-        raise format_error(name, 1, f"has no text column {text_column!r}; columns found: {header}. "
-                           "Pass --text-column.")
-    t, i = header.index(text_column), header.index(ID_COLUMN) if ID_COLUMN in header else None
-    for row in reader:
-        if len(row) != len(header):
-            raise format_error(name, reader.line_num, f"has {len(row)} fields, the header {len(header)}.")
-        yield (row[i] if i is not None else None), row[t]
-
-
-def _jsonl_rows(lines: Iterator[str], name: str, text_column: str) -> Iterator[tuple[Any, str]]:
-    from adue.data.errors import format_error
-
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise format_error(name, lineno, f"is not valid JSON ({exc.msg}).") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get(text_column), str):
-            keys = list(obj) if isinstance(obj, dict) else type(obj).__name__
-            raise format_error(name, lineno, f"has no string {text_column!r} key (found {keys}). Pass --text-column.")
-        yield obj.get(ID_COLUMN), obj[text_column]
-
-
-def iter_inputs(raw: Iterable[bytes], name: str, fmt: str, text_column: str = "text") -> Iterator[tuple[Any, str]]:
-    """``(id or None, text)`` per input row of a binary line stream, in order."""
-    lines = _decoded_lines(raw, name)
-    fmt = _format_of(name, fmt)
-    if fmt == "csv":
-        return _csv_rows(lines, name, text_column)
-    if fmt == "jsonl":
-        return _jsonl_rows(lines, name, text_column)
-    return ((None, line.rstrip("\r\n")) for line in lines)
+    for _line, text, row_id in iter_texts(source, fmt=None if fmt == "auto" else fmt,
+                                          text_column=text_column, id_column=ID_COLUMN, name=name):
+        yield row_id, text
 
 
 def _chunks(rows: Iterator[tuple[Any, str]], size: int) -> Iterator[list[tuple[Any, str]]]:
@@ -156,7 +107,7 @@ def predict_stream(clf: Any, rows: Iterator[tuple[Any, str]], out: TextIO, *, cs
                 writer.write({ID_COLUMN: i, **rec} if ID_COLUMN in writer.columns else rec)
             n += len(chunk)
             bar.update(len(chunk))
-    if n == 0:
+    if n == 0:  # iter_texts already refuses an input with no rows
         raise ValueError("The input holds no texts: nothing to predict.")
     return n
 
@@ -167,7 +118,7 @@ def _open_input(name: str) -> Any:
     path = Path(name)
     if not path.is_file():
         raise FileNotFoundError(f"No input file at {path}.")
-    return open(path, "rb")
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
@@ -181,17 +132,13 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{opt.replace('_', '-')} must be a positive integer. Got {v} instead.")
     clf = UncertainClassifier.load(args.bundle, device=resolve_device(args.device), batch_size=args.batch_size)
     src = _open_input(args.input)
-    try:
-        rows = iter_inputs(src, args.input if args.input != "-" else "<stdin>", args.format, args.text_column)
-        kw = dict(chunk_size=args.chunk_size, top_k=args.top_k, progress=not args.no_progress)
-        if args.output is None:
-            n = predict_stream(clf, rows, sys.stdout, **kw)
-        else:
-            with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
-                n = predict_stream(clf, rows, fh, csv_out=args.output.lower().endswith(".csv"), **kw)
-    finally:
-        if src is not sys.stdin.buffer:
-            src.close()
+    rows = iter_inputs(src, args.input if args.input != "-" else "<stdin>", args.format, args.text_column)
+    kw = dict(chunk_size=args.chunk_size, top_k=args.top_k, progress=not args.no_progress)
+    if args.output is None:
+        n = predict_stream(clf, rows, sys.stdout, **kw)
+    else:
+        with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+            n = predict_stream(clf, rows, fh, csv_out=args.output.lower().endswith(".csv"), **kw)
     print(f"{n} predictions" + (f" -> {args.output}" if args.output else ""), file=sys.stderr)
     return 0
 
