@@ -380,3 +380,27 @@ def test_fit_split_train_is_the_paper_protocol(checkpoint):
     cal = clf.manifest["calibration"]
     assert cal["fit_split"] == "train" and cal["n_method_rows"] == 120 and cal["n_calibration_rows"] == 120
     assert cal["calibration_rows"] == "all validation rows" and clf.rule.n_calibration == 120
+
+
+def test_cli_predict_from_stdin_to_stdout(bundle, loaded, monkeypatch, capsys):
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("\n".join(TEXTS[:2]).encode())))
+    assert _cli("predict_cmd", ["predict", str(bundle), "--input", "-", "--no-progress"]) == 0
+    recs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["label_id"] for r in recs] == [r["label_id"] for r in loaded.predict(TEXTS[:2])]
+
+
+def test_default_method_is_adue_with_the_paper_grid_and_cv(loaded):
+    from adue.classifier import _build_method
+    from adue.methods.adue_head import PAPER_GRID
+
+    m = _build_method("adue", None, loaded.loaded, None)
+    assert m.name == "adue" and m.search == "paper" and m.search_cv == 5
+    assert len(m._grid()) == math.prod(len(v) for v in PAPER_GRID.values()) == 144
+    w = loaded.loaded.model.classifier.weight.detach()
+    np.testing.assert_array_equal(m.head.weight.detach().numpy() if hasattr(m.head, "weight")
+                                  else m.head.out_proj.weight.detach().numpy(), w.numpy())
+    one = _build_method("adue", {"search": None}, loaded.loaded, None)
+    assert one.search is None and one.search_cv is None
