@@ -15,6 +15,12 @@ Which rows fit what (recorded in ``bundle.json`` under ``calibration``):
   the method saw the calibration rows.
 - ``fit_split="train"`` (the paper's protocol): the method is fitted on the training rows
   and the threshold is calibrated on the whole validation split.
+
+When the method rows hold no misclassified row (or only misclassified rows), no method can
+learn which predictions are wrong: a warning says so, the softmax response ``sr``
+(``1 - max probability``, nothing to fit) is used instead, and ``bundle.json`` records it
+(``method.requested``, ``method.fallback``). Too few calibration rows for ``target_risk`` is
+an error giving the minimum; when no threshold meets it the rule abstains on all inputs.
 """
 
 from __future__ import annotations
