@@ -402,5 +402,6 @@ def test_default_method_is_adue_with_the_paper_grid_and_cv(loaded):
     w = loaded.loaded.model.classifier.weight.detach()
     np.testing.assert_array_equal(m.head.weight.detach().numpy() if hasattr(m.head, "weight")
                                   else m.head.out_proj.weight.detach().numpy(), w.numpy())
-    one = _build_method("adue", {"search": None}, loaded.loaded, None)
+    one = _build_method("adue", {"search": None}, loaded.loaded, "auto")
     assert one.search is None and one.search_cv is None
+    assert one.device == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -119,7 +119,9 @@ def _build_method(name: str, params: dict[str, Any] | None, loaded: Any, device:
 
         params["head"] = classifier_head(loaded.model)
     if "device" in method_class(name)._param_names() and "device" not in params and device is not None:
-        params["device"] = str(device)
+        from adue.device import resolve_device
+
+        params["device"] = str(resolve_device(device))  # "auto" -> the concrete device
     return get_method(name, **params)
 
 
