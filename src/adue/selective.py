@@ -27,6 +27,13 @@ bound ``b*_k``, which may exceed ``R``. Here the output is the tested rule of la
 whose bound is at most ``R`` (covered by the same union bound); when no tested rule meets
 ``R`` the result is "abstain on all" (``threshold=None``), never a rule that fails.
 
+A property of the paper's search worth knowing: it tests at most ``ceil(log2 m)`` rules and
+starts at half coverage, so with few calibration rows or a target near the error rate of the
+best rules it can end with no passing rule ("abstain on all") although a rule between the
+tested ones would have passed; more calibration rows or a larger target help. (In
+``tests/test_selective.py``, P(error | u) = u with R = 0.1, delta = 0.1 and m = 2000 ended so in
+about a quarter of draws; P(error | u) = u**2 with R = 0.15 never did.)
+
 Assumption: the calibration rows are exchangeable with (drawn from the same distribution as)
 the future inputs, and were used neither to train the classifier nor to fit the uncertainty
 method. :func:`coverage_threshold` keeps a fixed fraction of the calibration rows and gives
