@@ -15,6 +15,11 @@ import sys
 # Subcommand modules, in the order shown by ``adue --help``. A missing module is a bug: the
 # import fails loudly.
 _SUBCOMMANDS = (
+    "adue.cli.fit_cmd",
+    "adue.cli.predict_cmd",
+    "adue.cli.evaluate_cmd",
+    "adue.cli.serve_cmd",
+    "adue.cli.datasets_cmd",
     "adue.cli.backbones_cmd",
     "adue.cli.finetune_cmd",
     "adue.cli.extract_cmd",

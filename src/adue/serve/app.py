@@ -93,11 +93,11 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def _model_name(info: dict[str, Any]) -> Any:
-    model = info.get("model")
-    if isinstance(model, dict):
-        return model.get("name") or model.get("id") or model.get("path")
-    return model
+def _name(entry: Any, *keys: str) -> Any:
+    """A short name for a bundle entry that may be a string or a dict (first key present)."""
+    if isinstance(entry, dict):
+        return next((entry[k] for k in keys if entry.get(k)), None)
+    return entry
 
 
 def _json(content: Any, status_code: int = 200) -> Response:
@@ -127,7 +127,8 @@ def _add_body_limit(app: FastAPI, cfg: ServeConfig) -> None:
 
 def _add_routes(app: FastAPI, classifier: Classifier, batcher: MicroBatcher, cfg: ServeConfig) -> None:
     info = _plain(classifier.info())
-    model, method = _model_name(info), info.get("method")
+    model = _name(info.get("model"), "name", "id", "path")
+    method = _name(info.get("method"), "name")
 
     @app.get("/health")
     async def health() -> dict[str, str]:
