@@ -18,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from _checkpoint import make_minilm_checkpoint, sst2_data_dir
 
 from adue.classifier import UncertainClassifier
