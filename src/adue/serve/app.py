@@ -138,7 +138,8 @@ def _add_routes(app: FastAPI, classifier: Classifier, batcher: MicroBatcher, cfg
     @app.get("/info")
     async def get_info() -> Response:
         """The bundle: model and hashes, method, labels, threshold, target risk, bound, coverage."""
-        return _json({**info, "serving": asdict(cfg)})
+        stats = {"batches": batcher.batches_run, "texts": batcher.texts_run}
+        return _json({**info, "serving": {**asdict(cfg), **stats}})
 
     @app.post("/predict")
     async def predict(req: PredictRequest) -> Response:
