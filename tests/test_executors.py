@@ -64,7 +64,10 @@ def _install_killing(kill: str, marker: str) -> None:
 
 @pytest.fixture
 def worker_env(monkeypatch, tmp_path):
-    """Workers import the fixtures and this module; each fine-tuning call adds a counter line."""
+    """Workers import the fixtures and this module; each fine-tuning call adds a counter line.
+    This process, which plans the grid (reading each cell's data fingerprint to decide what is
+    finished), sees the same fake pipeline as its workers."""
+    fake_pipeline.install(monkeypatch)
     paths = [str(FIXTURES), str(TESTS), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
     counter = tmp_path / "count.txt"

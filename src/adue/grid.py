@@ -261,13 +261,29 @@ def remove_stale_temp_files(results_dir: Path, older_than_s: float = 600.0) -> l
     return removed
 
 
-def _checked_configs(grid: GridConfig, cells: list[GridCell]) -> list[Any]:
-    """Every cell's resolved config, options checked, results folder writable: before any work."""
+@dataclass(frozen=True)
+class PlannedCell:
+    """A cell of a grid with its resolved config, its JSON path and whether it is finished."""
+
+    cell: GridCell
+    config: Any
+    path: Path
+    finished: bool
+
+
+def plan_cells(grid: GridConfig, *, check: bool = False) -> list[PlannedCell]:
+    """Every cell of ``grid`` in run order, resolved (a bad override raises before any work),
+    with its JSON path and whether it is finished, by :func:`cell_status`. ``check``: also
+    check every cell's options and that the results folder is writable, before reading data."""
+    cells = grid_cells(grid)
     configs = [_resolve(grid, cell) for cell in cells]
-    for cfg in configs:
-        check_run_options(cfg, grid.methods, grid.adue_search)
-    check_output_dir(grid.results_dir, "results")
-    return configs
+    if check:
+        for cfg in configs:
+            check_run_options(cfg, grid.methods, grid.adue_search)
+        check_output_dir(grid.results_dir, "results")
+    fingerprints: dict = {}
+    return [PlannedCell(cell, cfg, *cell_status(grid, cfg, fingerprints))
+            for cell, cfg in zip(cells, configs, strict=True)]
 
 
 def cell_fingerprint(cfg: Any, data_dir: str | None, cache: dict) -> str:
@@ -287,6 +303,8 @@ def cell_status(grid: GridConfig, cfg: Any, fingerprints: dict) -> tuple[Path, b
     shared over the grid's cells). Data that cannot be read counts as not finished (the run
     records why)."""
     path = cell_path_for(grid.results_dir, cfg)
+    if not path.is_file():  # nothing to compare: no need to read the data
+        return path, False
     variant_names = list(grid.methods) if grid.methods else list_variants()
     try:
         fingerprint = cell_fingerprint(cfg, grid.data_dir, fingerprints)
@@ -309,15 +327,13 @@ def run_grid(
     finished cells, skipped ones included). Progress is also logged at INFO level. A cell
     whose run fails is recorded in its JSON (``"status": "failed"``) and the grid goes on.
     """
-    cells = grid_cells(grid)
-    total = len(cells)
+    t0 = time.perf_counter()
+    planned = plan_cells(grid, check=True)  # a bad option fails before any work is done
+    total = len(planned)
     summary = GridSummary(total=total)
     data_dir = grid.data_dir
-    t0 = time.perf_counter()
     done = 0
-    configs = _checked_configs(grid, cells)  # a bad option fails before any work is done
     remove_stale_temp_files(Path(grid.results_dir))
-    fingerprints: dict = {}
 
     def emit(event: str, cell: GridCell, index: int, **extra: Any) -> None:
         info = {"event": event, "cell": cell.label(), "index": index, "total": total,
@@ -325,8 +341,8 @@ def run_grid(
         if callback is not None:
             callback(info)
 
-    for index, (cell, cfg) in enumerate(zip(cells, configs, strict=True), start=1):
-        path, finished = cell_status(grid, cfg, fingerprints)
+    for index, (cell, cfg, path, finished) in enumerate(
+            ((p.cell, p.config, p.path, p.finished) for p in planned), start=1):
         if finished:
             done += 1
             summary.skipped.append(cell.label())
@@ -355,28 +371,6 @@ def run_grid(
         emit("cell_end", cell, index, status=record["status"])
     summary.seconds = time.perf_counter() - t0
     return summary
-
-
-@dataclass(frozen=True)
-class PlannedCell:
-    """A cell of a grid with its resolved config, its JSON path and whether it is finished."""
-
-    cell: GridCell
-    config: Any
-    path: Path
-    finished: bool
-
-
-def plan_cells(grid: GridConfig) -> list[PlannedCell]:
-    """Every cell of ``grid`` in run order, resolved (a bad override raises before any work)."""
-    variant_names = list(grid.methods) if grid.methods else list_variants()
-    out = []
-    for cell in grid_cells(grid):
-        cfg = _resolve(grid, cell)
-        path = cell_path(grid.results_dir, grid.profile, cell.backbone, cell.dataset, cell.seed)
-        config = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
-        out.append(PlannedCell(cell, cfg, path, cell_is_finished(path, config, variant_names)))
-    return out
 
 
 def run_one_cell(

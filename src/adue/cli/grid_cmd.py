@@ -30,14 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _dry_run(grid) -> int:
-    from adue.grid import _resolve, cell_status, grid_cells
+    from adue.grid import plan_cells
 
-    cells = grid_cells(grid)
-    cache: dict = {}
-    for i, cell in enumerate(cells, 1):
-        path, finished = cell_status(grid, _resolve(grid, cell), cache)
-        state = "finished" if finished else ("to redo" if path.exists() else "to run")
-        print(f"{i:3d}/{len(cells)} {cell.label():32s} {state:9s} {path}")
+    planned = plan_cells(grid)
+    for i, p in enumerate(planned, 1):
+        state = "finished" if p.finished else ("to redo" if p.path.exists() else "to run")
+        print(f"{i:3d}/{len(planned)} {p.cell.label():32s} {state:9s} {p.path}")
     return 0
 
 

@@ -42,9 +42,9 @@ class CellTask:
 
 def absolute_grid(grid: GridConfig) -> GridConfig:
     """``grid`` with absolute results/runs/data folders: workers run in other directories."""
-    from adue.runner import find_data_dir
+    from adue.data import resolve_data_dir
 
-    data_dir = find_data_dir(grid.data_dir)
+    data_dir = resolve_data_dir(grid.data_dir)
     return dataclasses.replace(
         grid,
         results_dir=Path(grid.results_dir).resolve(),
@@ -112,11 +112,12 @@ def record_lost(task: CellTask, reason: str) -> None:
     """Write a failed cell JSON for a cell whose worker died (killed, out of memory, timed out)
     before the runner could write one; the next run of the grid redoes it."""
     from adue._atomic import atomic_write_text
-    from adue.runner import SCHEMA_VERSION, cell_is_finished, default_run_dir
+    from adue.grid import cell_status
+    from adue.runner import SCHEMA_VERSION, default_run_dir
 
-    config = task.config.to_dict() if hasattr(task.config, "to_dict") else dict(task.config)
-    if cell_is_finished(task.path, config):
+    if cell_status(task.grid, task.config, {})[1]:  # it finished before the worker died
         return
+    config = task.config.to_dict() if hasattr(task.config, "to_dict") else dict(task.config)
     c = task.cell
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     record = {
