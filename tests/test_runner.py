@@ -20,7 +20,7 @@ from adue.runner import (
     read_cell,
     run_cell,
 )
-from adue.variants import VARIANTS, get_variant, list_variants, resolve_variants
+from adue.variants import SN_ROWS, VARIANTS, get_variant, list_variants, resolve_variants
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 import fake_pipeline  # noqa: E402
@@ -50,7 +50,18 @@ def test_variant_table():
     assert list_variants() == [
         "sr", "entropy", "md", "md_l2", "rmd", "rmd_l2", "rde", "rde_l2", "adue", "adue_bce",
         "adue_bce_l2sp", "adue_bce_reg", "adue_rand_cls", "adue_rand_linear", "adue_heldout",
+        "adue_auto", "adue_auto_heldout",
+        "md_sn", "rmd_sn", "rde_sn", "md_sn_l2", "rmd_sn_l2", "rde_sn_l2",
     ]
+    assert list(SN_ROWS) == list_variants()[-6:]
+    for name in SN_ROWS:  # the distance methods on the head's spectral-normalised feature map
+        v = get_variant(name)
+        assert v.method == name.split("_")[0] and v.needs_head
+        assert v.params == {"l2_normalize": name.endswith("_l2"), "feature_map": "sn"}
+    assert get_variant("adue_auto").params["loss"] == "auto"
+    auto_held = get_variant("adue_auto_heldout")
+    assert auto_held.params["loss"] == "auto" and auto_held.fit_on == "validation"
+    assert auto_held.params["search_cv"] == 5
     assert get_variant("md_l2").params == {"l2_normalize": True}
     assert get_variant("adue_bce_reg").params["loss"] == "bce_reg"
     assert get_variant("adue_rand_linear").params["init"] == "random_linear"
@@ -78,6 +89,9 @@ def test_cell_json_schema_and_values(fakes, tmp_path):
         assert data["accuracy"][s] == pytest.approx(f.accuracy())
         assert data["n_errors"][s] == int(f.errors().sum()) > 0
     assert list(data["methods"]) == list_variants()
+    for name in SN_ROWS:  # the fake backbone's head is a single Linear layer
+        entry = data["methods"].pop(name)
+        assert entry["status"] == "not_applicable" and "single Linear layer" in entry["reason"]
     for name, entry in data["methods"].items():
         assert entry["status"] == "ok", (name, entry.get("error"))
         for m in METRICS:
@@ -94,6 +108,7 @@ def test_cell_json_schema_and_values(fakes, tmp_path):
     assert sr["roc_auc"] == pytest.approx(roc_auc_score(errors, u_sr), abs=1e-12)
     assert sr["pr_auc"] == pytest.approx(average_precision_score(errors, u_sr), abs=1e-9)
     assert data["methods"]["adue_heldout"]["fit_split"] == "validation"
+    assert data["methods"]["adue_auto_heldout"]["fit_split"] == "validation"
     # ECE / Brier describe the classifier: stored once per cell, not per variant
     conf = test.probabilities().max(axis=1)
     brier = float(np.mean((conf - (1 - errors)) ** 2))
@@ -108,7 +123,8 @@ def test_cell_json_schema_and_values(fakes, tmp_path):
     # curves: full coverage = test error rate; reliability counts cover the test rows
     curves = data["curves"]
     assert len(curves["coverage"]) == 100 and curves["coverage"][-1] == 1.0
-    for name in list_variants():
+    assert set(curves["risk"]) == set(list_variants()) - set(SN_ROWS)
+    for name in curves["risk"]:
         assert curves["risk"][name][-1] == pytest.approx(errors.mean(), abs=1e-5)
     rel = curves["reliability"]
     assert sum(rel["count"]) == test.n
@@ -339,6 +355,10 @@ def test_not_applicable_variant_is_recorded_not_run(fakes, tmp_path, monkeypatch
 
     @dataclass(frozen=True)
     class TwoLayerOnly(variants.Variant):
+        @property
+        def needs_head(self):  # it looks at the head, so the runner loads it
+            return True
+
         def unavailable_reason(self, head):
             layers = sum(1 for m in head.modules() if type(m).__name__ == "Linear")
             return None if layers >= 2 else f"needs a two-layer head (this one has {layers})"
@@ -441,6 +461,9 @@ def _check_real_cell(data: dict, rows: dict) -> None:
     assert data["status"] == "complete" and data["n_rows"] == rows
     assert data["accuracy"]["test"] > 0.6  # it learned (chance: 0.5)
     assert list(data["methods"]) == list_variants()
+    for name in SN_ROWS:  # the fake backbone's head is a single Linear layer
+        entry = data["methods"].pop(name)
+        assert entry["status"] == "not_applicable" and "single Linear layer" in entry["reason"]
     for name, entry in data["methods"].items():
         assert entry["status"] == "ok", (name, entry.get("error"))
         assert 0.0 <= entry["metrics"]["roc_auc"] <= 1.0, name

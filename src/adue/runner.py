@@ -61,7 +61,7 @@ from adue._atomic import atomic_write_json, json_safe
 from adue.features import Features
 from adue.outputs import check_output_dir
 from adue.provenance import git_commit, package_versions
-from adue.variants import Variant, resolve_variants, variant_params
+from adue.variants import Variant, resolve_variants, unavailable_reason, variant_params
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -429,10 +429,6 @@ def _stage_finetune(cell: _Cell) -> None:
     cell.record["timings_s"]["finetune"] = time.perf_counter() - t0
 
 
-def _needs_head(variant: Variant) -> bool:
-    return variant.needs_head or callable(getattr(variant, "unavailable_reason", None))
-
-
 def _stage_extract(cell: _Cell) -> tuple[dict[str, Features], Any]:
     """Features of every split (and the fine-tuned head, if a variant needs it)."""
     cell.current = "extract"
@@ -442,7 +438,7 @@ def _stage_extract(cell: _Cell) -> tuple[dict[str, Features], Any]:
     missing = set(_SPLITS) - set(feats)
     if missing:
         raise ValueError(f"Extraction of {cell.run_dir} returned no {sorted(missing)} split(s).")
-    head = _load_head(cell.run_dir) if any(_needs_head(v) for v in cell.variants) else None
+    head = _load_head(cell.run_dir) if any(v.needs_head for v in cell.variants) else None
     cell.record["timings_s"]["extract"] = time.perf_counter() - t0
     for split in _SPLITS:
         f = feats[split]
@@ -515,12 +511,6 @@ def _evaluate_variant(cell: _Cell, variant: Variant, feats: dict[str, Features],
     return entry, u
 
 
-def _unavailable_reason(variant: Variant, head: Any) -> str | None:
-    """Why ``variant`` does not apply to this run (e.g. a head it cannot handle), or None."""
-    check = getattr(variant, "unavailable_reason", None)
-    return check(head) if callable(check) else None
-
-
 def _stage_methods(cell: _Cell, feats: dict[str, Features], head: Any) -> None:
     """Every variant on the test split, the classifier's calibration, the stored curves."""
     from adue.metrics import (
@@ -542,7 +532,7 @@ def _stage_methods(cell: _Cell, feats: dict[str, Features], head: Any) -> None:
     risks: dict[str, list[float]] = {}
     for variant in cell.variants:
         cell.stage(f"methods:{variant.name}")
-        reason = _unavailable_reason(variant, head)
+        reason = unavailable_reason(variant, head)  # e.g. an SN variant on a single-Linear head
         if reason is not None:
             logger.info("%s: variant %s not applicable: %s", cell.label(), variant.name, reason)
             record["methods"][variant.name] = {"status": "not_applicable", "method": variant.method,
