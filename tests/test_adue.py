@@ -598,6 +598,18 @@ def test_selection_tie_rule():
     assert _select([math.nan, math.nan]) == -1
 
 
+def test_device_auto_is_resolved_at_fit(small):
+    """``device="auto"`` (RunConfig's default) trains where adue.device.resolve_device says:
+    the same scores as naming that device; the parameter itself stays "auto" (clone-able)."""
+    from adue.device import resolve_device
+
+    lin, train, val = small
+    auto = AdUE(head=lin, epochs=2, device="auto").fit(train)
+    named = AdUE(head=lin, epochs=2, device=str(resolve_device("auto"))).fit(train)
+    assert auto.get_params()["device"] == "auto"
+    np.testing.assert_allclose(auto.uncertainty(val), named.uncertainty(val), rtol=0, atol=1e-6)
+
+
 # -------------------------------------------------------------- bad input
 def test_bad_input_and_params(small):
     lin, train, val = small
@@ -631,8 +643,13 @@ def test_bad_input_and_params(small):
         AdUE(head=lin, epochs=1.5).fit(train)
     with pytest.raises(ValueError, match="The 'device' parameter of AdUE"):
         AdUE(head=lin, device="no-such-device").fit(train)
-    with pytest.raises(TypeError, match="must be an nn.Linear"):
+    with pytest.raises(TypeError, match=(  # adue.architectures.classifier_head's message
+            r"The 'head' must be an nn.Linear, an adue.heads.ClassifierHead, a module with "
+            r"'dense' and 'out_proj' Linear layers or a Hugging Face \*ForSequenceClassification. "
+            r"Got ReLU instead.")):
         AdUE(head=nn.ReLU()).fit(train)
+    with pytest.raises(ValueError, match="The 'device' parameter of AdUE must be 'auto', 'cpu'"):
+        AdUE(head=lin, device="tpu").fit(train)
     other = Features(
         np.zeros((5, 4), np.float32), np.zeros((5, 3), np.float32), np.zeros(5, np.int64)
     )
@@ -795,8 +812,10 @@ def test_auto_variants_record_the_chosen_configuration(name):
              "test": _many_class_errors(600, 101)[0]}
     test = feats["test"]
     errors = test.errors()
-    entry, u = _evaluate_variant(v, feats, linear_head(w, b), 0, _SMALL_SEARCH, None,
-                                 test.probabilities().max(1), errors)
+    from types import SimpleNamespace  # the parts of the runner's cell that a variant reads
+
+    cell = SimpleNamespace(cfg=SimpleNamespace(seed=0), search=_SMALL_SEARCH, device=None)
+    entry, u = _evaluate_variant(cell, v, feats, linear_head(w, b), errors)
     assert entry["status"] == "ok", entry
     assert entry["params"]["loss"] == "auto"
     bp = entry["best_params"]

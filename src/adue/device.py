@@ -26,12 +26,14 @@ def check_device_setting(setting: object, owner: str = "resolve_device") -> None
         )
 
 
-def resolve_device(setting: str | torch.device | None = "auto") -> torch.device:
+def resolve_device(setting: str | torch.device | None = "auto", *,
+                   owner: str = "resolve_device") -> torch.device:
     """The ``torch.device`` a setting names; ``"auto"`` or ``None``: ``cuda`` if available, else ``cpu``.
 
-    A CUDA device that this machine does not have is a ``ValueError`` naming it.
+    A bad setting, or a CUDA device that this machine does not have, is a ``ValueError`` naming
+    it (as "The 'device' parameter of ``owner``").
     """
-    check_device_setting(setting)
+    check_device_setting(setting, owner)
     if setting is None or setting == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(setting)
@@ -41,7 +43,7 @@ def resolve_device(setting: str | torch.device | None = "auto") -> torch.device:
         if index >= count:
             have = "no CUDA device" if count == 0 else f"{count} CUDA device(s)"
             raise ValueError(
-                f"The 'device' parameter of resolve_device must name a device this machine "
+                f"The 'device' parameter of {owner} must name a device this machine "
                 f"has ({have}; use 'auto' or 'cpu'). Got {str(setting)!r} instead."
             )
     return device

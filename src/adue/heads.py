@@ -147,12 +147,3 @@ class ClassifierHead(nn.Module):
             if out_proj.bias is not None:
                 head.out_proj.bias.copy_(out_proj.bias.float())
         return head.eval()
-
-    @classmethod
-    def from_module(cls, module: nn.Module) -> ClassifierHead:
-        """Same as :func:`adue.architectures.classifier_head` (the one head copier), kept for
-        callers that hold a bare head: an ``nn.Linear``, a ``ClassifierHead``, a module with
-        ``dense`` and ``out_proj`` layers, or a whole ``*ForSequenceClassification``."""
-        from adue.architectures import classifier_head
-
-        return classifier_head(module)

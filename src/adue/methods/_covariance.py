@@ -203,12 +203,12 @@ def sn_unavailable_reason(head: Any) -> str | None:
     an :class:`adue.heads.ClassifierHead` with ``hidden_features``, or a module with ``dense``
     and ``out_proj`` Linear layers.
     """
-    from adue.heads import ClassifierHead
+    from adue.architectures import classifier_head
 
     if head is None:
         return "no classification head was given (feature_map='sn' maps z through the fine-tuned head's dense layer)"
     try:
-        head = ClassifierHead.from_module(head)
+        head = classifier_head(head)
     except (TypeError, ValueError) as exc:
         return str(exc)
     if head.is_linear:
@@ -226,12 +226,12 @@ def sn_row_map(head: Any, normalize: bool = False) -> tuple[RowMap, float]:
     ``W``, ``b``: the trained dense weight (h, d) and bias (h,); ``sigma = spectral_norm(W)``.
     Raises ``ValueError`` with :func:`sn_unavailable_reason`'s text for any other head.
     """
-    from adue.heads import ClassifierHead
+    from adue.architectures import classifier_head
 
     reason = sn_unavailable_reason(head)
     if reason is not None:
         raise ValueError(f"The spectral-normalised feature map does not apply: {reason}.")
-    head = ClassifierHead.from_module(head)
+    head = classifier_head(head)
     w = head.dense.weight.detach().cpu().double().numpy()
     b = head.dense.bias.detach().cpu().double().numpy()
     sigma = spectral_norm(w)

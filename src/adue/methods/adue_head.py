@@ -32,6 +32,8 @@ from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
 from adue._validation import check_in, check_number, param_error
+from adue.architectures import classifier_head
+from adue.device import resolve_device
 from adue.exceptions import NoErrorsWarning
 from adue.features import Features
 from adue.heads import ClassifierHead
@@ -137,7 +139,7 @@ def _module_state(module: nn.Module | None) -> dict | None:
         config = {"in_features": module.in_features, "out_features": module.out_features,
                   "bias": module.bias is not None}
     else:
-        module = ClassifierHead.from_module(module)
+        module = classifier_head(module)
         kind, config = "classifier_head", module.config()
     state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
     return {"kind": kind, "config": config, "state": state}
@@ -245,7 +247,8 @@ class AdUE(UncertaintyMethod):
     seed : int
         Seeds the batch order and the random inits.
     device : str or torch.device
-        Where training runs (``"cpu"``, ``"cuda"``...).
+        Where training runs: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``,
+        ``"cuda"`` or ``"cuda:N"``, resolved at fit time by :func:`adue.device.resolve_device`.
 
     Attributes
     ----------
@@ -336,12 +339,7 @@ class AdUE(UncertaintyMethod):
                 f"a torch.nn.Module (the trained classification head) when init={self.init!r}",
                 None,
             )
-        if not isinstance(self.device, (str, torch.device)):
-            raise param_error("device", owner, "a str or torch.device", self.device)
-        try:
-            return torch.device(self.device)
-        except (RuntimeError, TypeError) as exc:
-            raise param_error("device", owner, "a valid torch device", self.device) from exc
+        return resolve_device(self.device, owner=owner)
 
     def _grid(self) -> list[TrainConfig] | None:
         """The search's configs in grid order (ablation zeroing applied, duplicates dropped)."""
@@ -404,7 +402,7 @@ class AdUE(UncertaintyMethod):
 
     def _initial_head_rng(self, train: Features) -> tuple[ClassifierHead, HeadArch]:
         d, c = train.dim, train.num_classes
-        src = ClassifierHead.from_module(self.head) if self.head is not None else None
+        src = classifier_head(self.head) if self.head is not None else None
         if src is not None:
             if src.in_features != d:
                 raise ValueError(
