@@ -110,3 +110,31 @@ def tiny_decoder_folder(root: Path, arch: str, texts: list[str]) -> Path:
     model = tf.AutoModelForSequenceClassification.from_config(config)
     model.save_pretrained(folder)
     return folder
+
+
+def tiny_distilbert_folder(root: Path, texts: list[str]) -> Path:
+    """A Hugging Face folder with a tiny random DistilBERT (dim 32, 2 layers; its head is two
+    modules, ``pre_classifier`` + ``classifier``) and a small WordPiece tokenizer on ``texts``."""
+    import torch
+    import transformers as tf
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tk = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tk.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tk.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials))
+    cls, sep = tk.token_to_id("[CLS]"), tk.token_to_id("[SEP]")
+    tk.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    tokenizer = tf.PreTrainedTokenizerFast(
+        tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]")
+    folder = root / "tiny-distilbert"
+    tokenizer.save_pretrained(folder)
+    config = tf.DistilBertConfig(
+        vocab_size=tk.get_vocab_size(), dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+        max_position_embeddings=256, pad_token_id=tk.token_to_id("[PAD]"), num_labels=2)
+    torch.manual_seed(0)
+    tf.AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
+    return folder

@@ -384,3 +384,34 @@ def test_group_by_length_trains_the_same_rows_with_less_padding(tmp_path):
     assert plain["train_padded_tokens"] >= plain["train_tokens"]
     assert grouped["train_padded_tokens"] < 0.9 * plain["train_padded_tokens"]
     assert math.isfinite(grouped["train_loss"]) and grouped["train_loss"] != plain["train_loss"]
+
+
+def test_distilbert_head_of_two_modules_is_trained_and_saved(tmp_path):
+    """DistilBERT's head is ``pre_classifier`` + ``classifier``: both go into peft's
+    modules_to_save (architectures.head_module_names), train, and the saved head reproduces
+    the fine-tuned model's logits from its features."""
+    from _pipeline import tiny_distilbert_folder
+
+    from adue.config import resolve_config
+    from adue.data import load_dataset
+    from adue.extract import load_head
+
+    dd = data_dir()
+    ds = load_dataset("sst2", dd, max_train=64, max_val=16, max_test=16)
+    folder = tiny_distilbert_folder(tmp_path, [t for s in ds for t in ds[s]["text"]])
+    cfg = resolve_config("sst2", str(folder), 1, "quick", max_train=64, max_val=16, max_test=16,
+                         epochs=1, batch_size=16, max_length=32, bf16=False)
+    run = finetune(cfg, tmp_path / "run", data_dir=dd, progress=False)
+    adapter = json.loads((run.run_dir / rf.ADAPTER / "adapter_config.json").read_text())
+    assert {"pre_classifier", "classifier"} <= set(adapter["modules_to_save"])  # peft adds 'score'
+    initial = load_file(str(folder / "model.safetensors"))
+    from adue.features import load_features
+
+    head = load_head(run.run_dir)
+    assert head.hidden_features == 32  # pre_classifier (dense) -> ReLU -> classifier
+    assert not torch.equal(head.dense.weight, initial["pre_classifier.weight"])  # it trained
+
+    val = load_features(run.run_dir, "validation")
+    with torch.no_grad():
+        logits = head(torch.from_numpy(val.z)).numpy()
+    np.testing.assert_allclose(logits, val.logits, atol=1e-4)

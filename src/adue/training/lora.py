@@ -2,7 +2,8 @@
 
 LoRA (rank ``r``, scale ``alpha / r``, dropout) goes on the attention projections chosen per
 architecture by :func:`adue.architectures.lora_target_modules`; the classification head
-(:func:`adue.architectures.head_module_name`) is trained in full through peft's
+(:func:`adue.architectures.head_module_names`: one module, or several as DistilBERT's
+``pre_classifier`` + ``classifier``) is trained in full through peft's
 ``modules_to_save``, so the saved adapter carries the trained head as well.
 """
 
@@ -34,24 +35,24 @@ def wrap_lora(model: nn.Module, cfg: RunConfig) -> nn.Module:
     """
     from peft import LoraConfig, TaskType, get_peft_model
 
-    from adue.architectures import head_module_name, lora_target_modules
+    from adue.architectures import head_module_names, lora_target_modules
 
     targets = list(lora_target_modules(model))
-    head = head_module_name(model)
+    head = head_module_names(model)
     lcfg = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=targets,
-        modules_to_save=[head],
+        modules_to_save=head,
         bias="none",
     )
     peft_model = get_peft_model(model, lcfg)
     n_train = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in peft_model.parameters())
     logger.info(
-        "LoRA r=%d alpha=%g on %s; head %r trained in full; %d trainable of %d parameters",
+        "LoRA r=%d alpha=%g on %s; head %s trained in full; %d trainable of %d parameters",
         cfg.lora_r,
         cfg.lora_alpha,
         targets,
