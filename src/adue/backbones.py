@@ -56,6 +56,7 @@ __all__ = [
     "list_backbones",
     "resolve_backbone",
     "load_backbone",
+    "align_padding",
     "sha256_file",
     "backbone_family",
     "FAMILIES",
@@ -731,16 +732,32 @@ def load_backbone(
             f"Valid presets: {', '.join(PRESETS)}; or pass a local Hugging Face folder or a hub "
             "id (hub loading needs internet access)."
         ) from exc
+    align_padding(model, tokenizer, name=str(name_or_path), model_pad_wins=False)
+    return model, tokenizer
+
+
+def align_padding(model: Any, tokenizer: Any, *, name: str, model_pad_wins: bool) -> None:
+    """Right padding with the pad id the model pools by; the one padding setup of every loader.
+
+    ``model_pad_wins`` (a trained checkpoint): the pad id in the model's config, where it has
+    one, becomes the tokenizer's pad token. Otherwise (a new head on a backbone) the
+    tokenizer's pad token is kept. A tokenizer left without a pad token gets its
+    end-of-sequence token (decoders). The model's (and its text config's) ``pad_token_id`` is
+    then set to the tokenizer's pad id so that decoders pool at the last real token.
+    """
     tokenizer.padding_side = "right"
-    if tokenizer.pad_token is None:
+    config = model.config
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    pad_id = text_config.pad_token_id if model_pad_wins else None
+    if pad_id is not None and tokenizer.pad_token_id != pad_id:
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(int(pad_id))
+    elif tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ValueError(
-                f"The tokenizer of {name_or_path!r} has neither a pad nor an end-of-sequence "
-                "token; cannot pad batches."
+                f"The tokenizer of {name!r} has neither a pad nor an end-of-sequence token"
+                + (", and the model names no pad_token_id" if model_pad_wins else "")
+                + "; cannot pad batches."
             )
         tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id
-    text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else None
-    if text_config is not None and text_config is not model.config:
-        text_config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
+    config.pad_token_id = tokenizer.pad_token_id
+    text_config.pad_token_id = tokenizer.pad_token_id

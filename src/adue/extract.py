@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from adue.device import resolve_device
 from adue.features import SPLITS, Features, features_path, load_features
 from adue.heads import ClassifierHead
 from adue.inference import extract_features
@@ -68,27 +67,20 @@ def load_head(run_dir: str | os.PathLike) -> ClassifierHead:
 def load_trained_model(
     run_dir: str | os.PathLike, *, device: torch.device | str | None = None
 ) -> tuple[Any, Any]:
-    """``(model, tokenizer)``: the run's backbone with its adapter merged, eval mode, float32.
+    """``(model, tokenizer)``: the run's backbone with its adapter merged, eval mode, float32,
+    as :func:`adue.models.load_classifier` (the one run loader) loads it.
 
     ``device``: a device setting (see :func:`adue.device.resolve_device`); ``None`` uses the
     run's ``device`` setting.
     """
-    from peft import PeftModel
-
-    from adue.backbones import load_backbone
+    from adue.models import load_classifier
 
     run_dir = Path(run_dir)
     _check_run(run_dir)
     cfg = rf.read_run_config(run_dir)
-    info = rf.read_json(run_dir / rf.DATASET)
-    base, tokenizer = load_backbone(
-        cfg.backbone, int(info["num_labels"]), trust_remote_code=cfg.trust_remote_code
-    )
-    model = PeftModel.from_pretrained(base, str(run_dir / rf.ADAPTER))
-    model = model.merge_and_unload()
-    model.to(resolve_device(cfg.device if device is None else device))
-    model.eval()
-    return model, tokenizer
+    loaded = load_classifier(run_dir, device=cfg.device if device is None else device,
+                             trust_remote_code=bool(cfg.trust_remote_code))
+    return loaded.model, loaded.tokenizer
 
 
 def _check_args(splits: Any, batch_size: Any) -> tuple[str, ...]:

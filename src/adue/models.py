@@ -237,22 +237,10 @@ def _set_label_names(model: Any, names: list[str]) -> None:
 
 
 def _align_padding(model: Any, tokenizer: Any) -> None:
-    """Right padding with the pad id the model pools by: the model's ``pad_token_id`` when
-    its config has one, else the tokenizer's pad (or end-of-sequence) token."""
-    tokenizer.padding_side = "right"
-    text_config = model.config.get_text_config()
-    pad_id = text_config.pad_token_id
-    if pad_id is not None and tokenizer.pad_token_id != pad_id:
-        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(int(pad_id))
-    elif tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise ValueError(
-                f"The tokenizer of {tokenizer.name_or_path!r} has neither a pad nor an "
-                "end-of-sequence token, and the model names no pad_token_id; cannot pad batches."
-            )
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id
-    text_config.pad_token_id = tokenizer.pad_token_id
+    """:func:`adue.backbones.align_padding` for a trained checkpoint: its own pad id wins."""
+    from adue.backbones import align_padding
+
+    align_padding(model, tokenizer, name=tokenizer.name_or_path, model_pad_wins=True)
 
 
 def _tokenizer(folder: Path, trust_remote_code: bool) -> Any:
