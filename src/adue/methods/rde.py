@@ -192,6 +192,9 @@ class RobustDensityEstimation(FeatureMapMixin, UncertaintyMethod):
     n_features_in_, n_classes_ : int
     """
 
+    # The fit uses z (and the head for the SN map) only: unlabelled rows fit it too.
+    fit_needs_labels = False
+
     def __init__(
         self,
         *,
