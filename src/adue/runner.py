@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from adue._atomic import atomic_write_json, json_safe
+from adue.config import config_differences
 from adue.features import Features
 from adue.outputs import check_output_dir
 from adue.provenance import git_commit, package_versions
@@ -75,7 +76,6 @@ __all__ = [
     "check_cell",
     "read_cell",
     "cell_is_finished",
-    "config_changes",
     "data_fingerprint",
     "COVERAGE_GRID",
     "RELIABILITY_BINS",
@@ -229,15 +229,6 @@ def read_cell(path: str | os.PathLike) -> dict:
     return data
 
 
-def config_changes(old: Any, new: Any) -> list[str]:
-    """Names of the RunConfig fields in which config ``old`` differs from ``new`` (configs or
-    their dicts), by :func:`adue.config.config_differences`: a field missing from an older
-    config counts as its default; where a run executes (the device) never counts."""
-    from adue.config import config_differences
-
-    return sorted(config_differences(old, new))
-
-
 def cell_is_finished(path: str | os.PathLike, config: Any = None,
                      variants: Iterable[str] | None = None, fingerprint: str | None = None) -> bool:
     """Whether ``path`` holds a complete cell (for ``config``, covering ``variants`` and made
@@ -256,7 +247,7 @@ def cell_is_finished(path: str | os.PathLike, config: Any = None,
         return False
     if data.get("status") != "complete":
         return False
-    if config is not None and config_changes(data.get("config") or {}, config):
+    if config is not None and config_differences(data.get("config") or {}, config):
         return False
     if variants is not None and not set(variants) <= set(data.get("methods", {})):
         return False
@@ -381,7 +372,7 @@ def _stale_reasons(cell: _Cell, fingerprint: str) -> list[str]:
     """Why the run folder's run does not fit this cell (another config, other data), if so."""
     reasons = []
     old = _existing_config(cell.run_dir)
-    if old is not None and (diff := config_changes(old, cell.cfg)):
+    if old is not None and (diff := sorted(config_differences(old, cell.cfg))):
         reasons.append(f"a different config (differs in {diff})")
     if old is not None and _run_is_complete(cell.run_dir):
         stored = _stored_fingerprint(cell.run_dir)
