@@ -34,16 +34,6 @@ __all__ = ["extract", "load_head", "load_trained_model", "read_split_features"]
 logger = logging.getLogger(__name__)
 
 
-def _check_run(run_dir: Path) -> None:
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"The run folder {run_dir} does not exist.")
-    if not rf.is_complete(run_dir):
-        raise ValueError(
-            f"The run in {run_dir} is not finished (no {rf.COMPLETE} marker); run or resume "
-            "'adue finetune' with the same --output first."
-        )
-
-
 def load_head(run_dir: str | os.PathLike) -> ClassifierHead:
     """The trained classification head of a run, ``z (n, d) -> logits (n, C)``, in eval mode."""
     from safetensors import safe_open
@@ -76,7 +66,7 @@ def load_trained_model(
     from adue.models import load_classifier
 
     run_dir = Path(run_dir)
-    _check_run(run_dir)
+    rf.check_finished(run_dir)
     cfg = rf.read_run_config(run_dir)
     loaded = load_classifier(run_dir, device=cfg.device if device is None else device,
                              trust_remote_code=bool(cfg.trust_remote_code))
@@ -182,7 +172,7 @@ def extract(
     """
     run_dir = Path(run_dir)
     splits = _check_args(splits, batch_size)
-    _check_run(run_dir)
+    rf.check_finished(run_dir)
     todo = [s for s in splits if overwrite or not features_path(run_dir, s).is_file()]
     out = {s: read_split_features(run_dir, s) for s in splits if s not in todo}
     if todo:

@@ -419,11 +419,7 @@ def _load_run(run_dir: Path, trust_remote_code: bool) -> LoadedClassifier:
     from adue.training import runfolder as rf
     from adue.training.loop import resolve_max_length
 
-    if not rf.is_complete(run_dir):
-        raise ValueError(
-            f"The run in {run_dir} is not finished (no {rf.COMPLETE} marker); run or resume "
-            "'adue finetune' with the same --output first."
-        )
+    rf.check_finished(run_dir)
     cfg = rf.read_run_config(run_dir)
     info = rf.read_json(run_dir / rf.DATASET)
     model, tokenizer, names, base_ref = _load_adapter(

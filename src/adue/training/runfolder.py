@@ -40,6 +40,7 @@ __all__ = [
     "CHECKPOINT",
     "COMPLETE",
     "is_complete",
+    "check_finished",
     "read_run_config",
     "read_json",
     "save_checkpoint",
@@ -63,6 +64,19 @@ COMPLETE = "COMPLETE"
 def is_complete(run_dir: str | os.PathLike) -> bool:
     """Whether ``run_dir`` holds a finished fine-tuning run (completion marker present)."""
     return (Path(run_dir) / COMPLETE).is_file()
+
+
+def check_finished(run_dir: str | os.PathLike) -> None:
+    """Raise unless ``run_dir`` is a finished run: ``FileNotFoundError`` for a missing folder,
+    ``ValueError`` (saying how to finish it) for a run without its completion marker."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"The run folder {run_dir} does not exist.")
+    if not is_complete(run_dir):
+        raise ValueError(
+            f"The run in {run_dir} is not finished (no {COMPLETE} marker); run or resume "
+            "'adue finetune' with the same --output first."
+        )
 
 
 def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
