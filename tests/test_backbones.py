@@ -598,7 +598,7 @@ def test_real_large_preset(name, monkeypatch):
     """Resolve (assemble/convert on first use, into the user's cache), load, check parity.
     Needs `make backbones`; conversion takes up to ~2 minutes the first time."""
     if not _installed(name):
-        pytest.skip(f"preset {name!r} not installed (make backbones)")
+        pytest.fail(f"preset {name!r} is not installed: run 'make backbones' before the slow tests")
     monkeypatch.delenv("ADUE_CACHE_DIR")  # share the user's converted cache
     model, tok = load_backbone(name, 2)
     model.eval()

@@ -307,7 +307,7 @@ def test_two_process_data_parallel_run_matches_single_process(tmp_path):
 
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     if torchrun is None:
-        pytest.skip("torchrun not found next to the Python executable")
+        pytest.fail("torchrun (installed with torch) not found next to the Python executable")
     dd = data_dir()
     ds = load_dataset("sst2", dd, max_train=64, max_val=32, max_test=32)
     folder = tiny_decoder_folder(tmp_path, "llama", [t for s in ds for t in ds[s]["text"]])
