@@ -32,7 +32,7 @@ backbones: install
 test: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: install
+test-all: backbones
 	$(BIN)/python -m pytest -q
 
 demo: install
