@@ -524,3 +524,17 @@ def test_run_passes_column_options_into_the_config(fakes, tmp_path):
     assert main(args) == 0
     config = read_cell(tmp_path / "res" / "quick" / "minilm" / "sst2" / "seed1.json")["config"]
     assert (config["text_column"], config["label_column"]) == ("sentence", "category")
+
+
+def test_summary_table_groups_not_applicable_variants_by_reason():
+    from adue.cli.run_cmd import summary_table
+
+    ok = {"status": "ok", "metrics": {"roc_auc": 0.75, "aurc": 0.125}}
+    na = {"status": "not_applicable", "reason": "single Linear head"}
+    record = {"cell": {"backbone": "minilm", "dataset": "sst2", "seed": 1, "profile": "quick"},
+              "accuracy": {"test": 0.5}, "methods": {"sr": ok, "md_sn": na, "rmd_sn": na}}
+    lines = summary_table(record, metrics=("roc_auc", "aurc")).splitlines()
+    assert lines[0] == "minilm / sst2 / seed 1 (quick): test accuracy 50.0"
+    assert lines[2].split() == ["sr", "75.0", "12.5"]
+    assert lines[3] == "not applicable (md_sn, rmd_sn): single Linear head"
+    assert len(lines) == 4

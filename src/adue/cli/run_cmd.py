@@ -110,11 +110,14 @@ def summary_table(record: dict, metrics: tuple[str, ...] = ("roc_auc", "pr_auc",
         f"test accuracy {100 * (record['accuracy'].get('test') or float('nan')):.1f}",
         f"{'variant':18s} " + " ".join(f"{_HEADERS.get(m, m):>8s}" for m in metrics),
     ]
+    not_applicable: dict[str, list[str]] = {}
     for name, e in record["methods"].items():
         if e["status"] == "not_applicable":
-            lines.append(f"{name:18s} not applicable: {e.get('reason', '')}")
+            not_applicable.setdefault(e.get("reason", ""), []).append(name)
         elif e["status"] != "ok":
             lines.append(f"{name:18s} failed: {e.get('error', '')}")
         else:
             lines.append(f"{name:18s} " + " ".join(_pct(e["metrics"].get(m)) for m in metrics))
+    for reason, names in not_applicable.items():  # one line per reason, not one per variant
+        lines.append(f"not applicable ({', '.join(names)}): {reason}")
     return "\n".join(lines)
