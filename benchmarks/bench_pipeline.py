@@ -374,7 +374,7 @@ def _train_steps(model, opt, batches, inputs, bf16: bool) -> None:
 
 
 def bench_speedups(data_dir: str, backbone: str, rows: int, threads: int, repeats: int,
-                   compile_model: bool) -> list[dict]:
+                   compile_model: bool, other_threads: bool = True) -> list[dict]:
     """Each variant trains the same ``rows`` (first epoch's batches, cpu profile) from the same
     initial state twice over (pass 1 includes compilation; pass 2 is the steady state), then
     the validation logits (200 rows, float32) are compared with the baseline's."""
@@ -397,8 +397,9 @@ def bench_speedups(data_dir: str, backbone: str, rows: int, threads: int, repeat
         f"baseline: AdamW default (for-loop), {threads} threads": {},
         "AdamW foreach=True": {"foreach": True},
         "AdamW fused=True": {"fused": True},
-        f"{other} thread(s)": {"threads": other},
     }
+    if other_threads:
+        variants[f"{other} thread(s)"] = {"threads": other}
     if compile_model:
         variants["torch.compile(model, dynamic=True)"] = {"compile": True}
     res: dict[str, dict] = {}
@@ -468,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="throughput / speedups: backbone:train_rows pairs (comma-separated)")
     p.add_argument("--threads", type=int, default=2, help="throughput / speedups: torch threads")
     p.add_argument("--no-compile", action="store_true", help="speedups: skip torch.compile")
+    p.add_argument("--no-other-threads", action="store_true",
+                   help="speedups: skip the other thread count")
     p.add_argument("--batching-datasets", default="sst2,20newsgroups",
                    help="datasets of the batching section (comma-separated)")
     p.add_argument("--json", help="also write the rows here")
@@ -490,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for backbone, n in backbones.items():
             rows += bench_speedups(data_dir, backbone, n, args.threads, args.repeats,
-                                   not args.no_compile)
+                                   not args.no_compile, not args.no_other_threads)
         print(f"torch {torch.__version__}; cpu profile (bf16 autocast: auto), SST-2, the first "
               f"epoch's batches trained twice from the same start; best of {args.repeats} "
               "(compile: once); speed = pass 2; logits: 200 validation rows after both passes")
