@@ -50,6 +50,44 @@ def test_fixture_table_values_by_hand():
     assert "| AdUE | 79.4 ± 1.3 | 86.8 ± 2.5 | 80.8 ± 2.0 | 2.5 |" in text
 
 
+def test_encoder_and_decoder_blocks_by_hand():
+    text = (FIXTURES / "expected_table.md").read_text(encoding="utf-8")
+    enc = "ROC-AUC x 100 — Table 1 layout: baselines on L2-normalised features, SR, AdUE — "
+    # MiniLM and MPNet in the encoder block, SmolLM2 (preset family "decoder") on its own
+    assert f"**{enc}encoders: MiniLM, MPNet**" in text
+    assert f"**{enc}decoders: SmolLM2**" in text
+    # SmolLM2 fixture: SR = MPNet's SR - 0.05 -> (0.80, 0.82): 81.0 ± 1.4; AdUE = SR + 0.03
+    dec = text.split(f"**{enc}decoders: SmolLM2**")[1]
+    assert "| SR | 81.0 ± 1.4 (n=2) | 3.0 |" in dec.split("**Paper")[0]
+    assert "| AdUE | **84.0 ± 1.4** (n=2) | **1.5** |" in dec.split("**Paper")[0]
+    # beside it the paper's LLaMA-2-7B SST-2 numbers (Table 8): AdUE 88.4 ± 1.7
+    assert "| AdUE | **88.4 ± 1.7** | **1.0** |" in dec.split("**Paper")[1]
+    # paired AdUE - SR on the decoder: +3.0 in both seeds
+    assert "| AdUE − SR | +3.0 ± 0.0 (2/2) |" in text
+
+
+def test_sn_table_and_not_applicable_by_hand():
+    text = (FIXTURES / "expected_table.md").read_text(encoding="utf-8")
+    sn = "ROC-AUC x 100 — Spectral-normalised head features (Appendix B.1; n/a: single-Linear head) — "
+    enc = text.split(f"**{sn}encoders: MiniLM, MPNet**")[1].split("\n\n**")[0]
+    # MPNet md_sn = md + 0.03: (0.82, 0.84) -> 83.0 ± 1.4; md_sn_l2 = md_l2 + 0.03 -> 87.0 ± 1.4
+    # MiniLM fixture cells have no SN entries: "—" (no value), not n/a
+    assert "| MD SN | — | — | 83.0 ± 1.4 (n=2) | 3.0 |" in enc
+    assert "| MD SN L2 norm | — | — | **87.0 ± 1.4** (n=2) | **1.0** |" in enc
+    dec = text.split(f"**{sn}decoders: SmolLM2**")[1].split("\n\n**")[0]
+    # SmolLM2's single-Linear head: every SN variant "not_applicable" -> n/a, no rank, no failure
+    assert "| MD SN | n/a |  |" in dec and "| RDE SN L2 norm | n/a |  |" in dec
+    assert "Variant `md_sn` not applicable: the head is a single Linear layer" in text
+    assert "Variant `md_sn` failed" not in text
+
+
+def test_family_of_presets():
+    from adue.report.tables import family_of
+
+    assert [family_of(b) for b in ("minilm", "mpnet", "smollm2", "qwen")] == [
+        "encoder", "encoder", "decoder", "decoder"]
+
+
 # ------------------------------------------------------------------ statistics
 def _cell(seed: int, metric: str, **scores: float | None) -> dict:
     methods = {k: ({"status": "ok", "metrics": {metric: v}} if v is not None
@@ -189,6 +227,7 @@ def test_plots_written_and_non_empty(tmp_path):
         "reliability_cpu_minilm_cola.png", "reliability_cpu_minilm_sst2.png",
         "reliability_cpu_mpnet_sst2.png", "risk_coverage_cpu_minilm_cola.png",
         "risk_coverage_cpu_minilm_sst2.png", "risk_coverage_cpu_mpnet_sst2.png",
+        "reliability_cpu_smollm2_sst2.png", "risk_coverage_cpu_smollm2_sst2.png",
     ])
     for p in paths:
         data = p.read_bytes()
@@ -210,7 +249,7 @@ def test_corrupt_json_skipped_with_warning(tmp_path, capsys):
     assert len(messages) == 2
     assert any("seed9.json" in m and "not valid JSON" in m for m in messages)
     assert {Path(p).name for p, _ in rs.skipped} == {"seed9.json", "notes.json"}
-    assert len(rs.cells) == 10
+    assert len(rs.cells) == 12  # 10 encoder cells + 2 SmolLM2 (decoder) cells
     # the CLI goes on, names the file on stderr and prints the same tables
     assert main(["report", str(root), "--metric", "roc_auc"]) == 0
     out, err = capsys.readouterr()
@@ -237,7 +276,7 @@ def test_cli_report_writes_output_and_plots(tmp_path):
     assert out.read_text(encoding="utf-8") == (
         f"{title}\n\nGenerated from the cell JSONs by `{command}`; rerun it to regenerate.\n{rest}"
     )
-    assert len(list((tmp_path / "p").glob("*.png"))) == 6
+    assert len(list((tmp_path / "p").glob("*.png"))) == 8
 
 
 def test_output_keeps_the_hand_written_section(tmp_path):

@@ -10,11 +10,13 @@ from adue.report.cells import ResultSet, load_results
 from adue.report.labels import METRICS, backbone_label, dataset_label
 from adue.report.paper import paper_model_label, stand_in
 from adue.report.tables import (
+    FAMILY_LABELS,
     FULL_SEEDS,
     Table,
     accuracy_table,
     auto_loss_tables,
     classifier_table,
+    family_blocks,
     method_table,
     paired_table,
     paper_accuracy_table,
@@ -22,7 +24,7 @@ from adue.report.tables import (
     render_table,
     tables_to_csv,
 )
-from adue.variants import ABLATION_ROWS, EXTRA_ROWS, L2_ROWS, MAIN_ROWS, VARIANTS
+from adue.variants import ABLATION_ROWS, EXTRA_ROWS, L2_ROWS, MAIN_ROWS, SN_ROWS, VARIANTS
 
 __all__ = ["REPORT_METRICS", "FORMATS", "build_report", "check_metrics", "report_tables"]
 
@@ -70,26 +72,43 @@ def _metric_blocks(rs: ResultSet, profile: str, metric: str, paper: bool) -> lis
         if t is not None:
             blocks.append(("table", t))
         return blocks
-    layouts = [
-        ("main", MAIN_ROWS, "Table 1 layout: baselines on L2-normalised features, SR, AdUE"),
-        ("extra", EXTRA_ROWS, "Beyond the paper: entropy and the AdUE head trained on the "
-                              "validation split (rows the LoRA never saw; 5-fold CV search)"),
-        ("ablation", ABLATION_ROWS, "Ablations (Tables 2-4 layout): loss terms and head initialisation"),
-        ("l2", L2_ROWS, "Raw vs L2-normalised features (Tables 7-8 layout)"),
-    ]
-    for key, rows, ttl in layouts:
-        t = method_table(rs, profile, metric, rows, key=key, title=f"{title} x 100 — {ttl}")
-        if t is None:
+    for family, backbones in family_blocks(rs, profile):
+        blocks += _family_blocks(rs, profile, metric, paper, family, backbones)
+    return blocks
+
+
+_LAYOUTS = (
+    ("main", MAIN_ROWS, "Table 1 layout: baselines on L2-normalised features, SR, AdUE"),
+    ("extra", EXTRA_ROWS, "Beyond the paper: entropy and the AdUE head trained on the "
+                          "validation split (rows the LoRA never saw; 5-fold CV search)"),
+    ("ablation", ABLATION_ROWS, "Ablations (Tables 2-4 layout): loss terms and head initialisation"),
+    ("l2", L2_ROWS, "Raw vs L2-normalised features (Tables 7-8 layout)"),
+    ("sn", SN_ROWS + ("md_l2", "rmd_l2", "rde_l2"),
+     "Spectral-normalised head features (Appendix B.1; n/a: single-Linear head)"),
+)
+
+
+def _family_blocks(rs: ResultSet, profile: str, metric: str, paper: bool, family: str,
+                   backbones: list[str]) -> list:
+    """The tables of one metric for one block of backbones (encoders or decoders)."""
+    title = METRICS[metric][0]
+    block = f"{FAMILY_LABELS[family]}: " + ", ".join(backbone_label(b) for b in backbones)
+    blocks: list = []
+    for key, rows, ttl in _LAYOUTS:
+        t = method_table(rs, profile, metric, rows, key=key, backbones=backbones,
+                         title=f"{title} x 100 — {ttl} — {block}")
+        if t is None or (key == "sn" and not any(r in SN_ROWS for r in t.rows)):
             continue
         blocks.append(("table", t))
-        if paper and key != "extra":
+        if paper and key not in ("extra", "sn"):
             p = paper_method_table(t)
             if p is not None:
                 blocks.append(("table", p))
         if key == "extra":
-            blocks += [("table", a) for a in auto_loss_tables(rs, profile, metric)]
-    t = paired_table(rs, profile, metric)
+            blocks += [("table", a) for a in auto_loss_tables(rs, profile, metric, backbones)]
+    t = paired_table(rs, profile, metric, backbones=backbones)
     if t is not None:
+        t.title += f" — {block}"
         blocks.append(("table", t))
     return blocks
 

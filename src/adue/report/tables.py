@@ -40,6 +40,9 @@ __all__ = [
     "render_table",
     "tables_to_csv",
     "FULL_SEEDS",
+    "FAMILY_LABELS",
+    "family_of",
+    "family_blocks",
 ]
 
 #: Cells backed by fewer seeds than this are marked with ``(n=k)``.
@@ -74,6 +77,8 @@ class Table:
     signed: bool = False
     #: ``wins[(row, column)] = (k, n)``: shown as ``k/n`` after the value.
     wins: dict[tuple[str, Column], tuple[int, int]] = field(default_factory=dict)
+    #: ``(row, column)`` where the variant does not apply (every cell says ``not_applicable``).
+    na: set[tuple[str, Column]] = field(default_factory=set)
 
     def means(self) -> dict[tuple[str, Column], float]:
         return {k: s.mean for k, s in self.values.items() if s.ok}
@@ -96,42 +101,79 @@ class Table:
 
 
 # ------------------------------------------------------------------------------ builders
-def _columns(rs: ResultSet, profile: str, datasets: Sequence[str] | None = None) -> list[Column]:
+def _columns(rs: ResultSet, profile: str, datasets: Sequence[str] | None = None,
+             backbones: Sequence[str] | None = None) -> list[Column]:
     ds = list(datasets) if datasets is not None else rs.datasets(profile)
-    return [(b, d) for b in rs.backbones(profile) for d in ds
-            if any(True for _ in rs.of(profile, b, d))]
+    bs = [b for b in rs.backbones(profile) if backbones is None or b in backbones]
+    return [(b, d) for b in bs for d in ds if any(True for _ in rs.of(profile, b, d))]
+
+
+def family_of(backbone: str) -> str:
+    """``"encoder"`` or ``"decoder"`` of a backbone name (its preset's ``family``; a local
+    model's config); ``"other"`` when it cannot be told."""
+    from adue.backbones import backbone_family
+
+    try:
+        return backbone_family(backbone) or "other"
+    except (ValueError, KeyError, OSError):
+        return "other"
+
+
+#: Families in block order, with their headings.
+FAMILY_LABELS: dict[str, str] = {"encoder": "encoders", "decoder": "decoders", "other": "other backbones"}
+
+
+def family_blocks(rs: ResultSet, profile: str) -> list[tuple[str, list[str]]]:
+    """``[(family, backbones)]`` of ``profile``'s backbones, encoders first, then decoders."""
+    fams: dict[str, list[str]] = {}
+    for b in rs.backbones(profile):
+        fams.setdefault(family_of(b), []).append(b)
+    return [(f, fams[f]) for f in FAMILY_LABELS if f in fams]
+
+
+def _not_applicable(cells: list[dict], variant: str) -> bool:
+    """True when every cell records ``variant`` as ``not_applicable`` (and at least one does)."""
+    entries = [c.get("methods", {}).get(variant) for c in cells]
+    return bool(entries) and all(e is not None and e.get("status") == "not_applicable" for e in entries)
 
 
 def method_table(rs: ResultSet, profile: str, metric: str, rows: Sequence[str], *, key: str,
-                 title: str) -> Table | None:
-    """Methods as rows for ``metric``; rows without any value are dropped (None if none left)."""
-    columns = _columns(rs, profile)
+                 title: str, backbones: Sequence[str] | None = None) -> Table | None:
+    """Methods as rows for ``metric`` (columns: ``backbones`` x datasets, default every
+    backbone); rows without any value are dropped (None if none left). A column where every
+    cell records the variant as ``not_applicable`` shows "n/a" (not a failure)."""
+    columns = _columns(rs, profile, backbones=backbones)
     values: dict[tuple[str, Column], Stat] = {}
+    na: set[tuple[str, Column]] = set()
     for row in rows:
         for col in columns:
-            stat = summarize(metric_values(list(rs.of(profile, *col)), row, metric))
+            cells = list(rs.of(profile, *col))
+            stat = summarize(metric_values(cells, row, metric))
             if stat.n:
                 values[(row, col)] = stat
-    kept = [r for r in rows if any((r, c) in values for c in columns)]
+            elif _not_applicable(cells, row):
+                na.add((row, col))
+    kept = [r for r in rows if any((r, c) in values or (r, c) in na for c in columns)]
     if not kept:
         return None
     return Table(
         key=key, title=title, metric=metric, rows=kept,
         row_labels={r: VARIANTS[r].label if r in VARIANTS else r for r in kept},
         columns=columns, group_labels={b: backbone_label(b) for b, _ in columns},
-        values=values, higher_is_better=METRICS[metric][1], profile=profile,
+        values=values, higher_is_better=METRICS[metric][1], profile=profile, na=na,
     )
 
 
 def paired_table(rs: ResultSet, profile: str, metric: str,
-                 pairs: Sequence[tuple[str, str]] = PAIRED_ROWS) -> Table | None:
+                 pairs: Sequence[tuple[str, str]] = PAIRED_ROWS,
+                 backbones: Sequence[str] | None = None) -> Table | None:
     """Per-seed paired differences ``metric(A) - metric(B)`` for each ``(A, B)`` in ``pairs``.
 
     A cell's value is the :class:`Stat` of the differences over the seeds where both variants
     have a finite value; ``wins`` counts the seeds where A is better (higher, or lower for
     AURC / ECE). Positive means A scores higher. None if no pair has a value.
     """
-    columns = _columns(rs, profile)
+    columns = _columns(rs, profile, backbones=backbones)
     higher = METRICS[metric][1]
     values: dict[tuple[str, Column], Stat] = {}
     wins: dict[tuple[str, Column], tuple[int, int]] = {}
@@ -278,6 +320,8 @@ def _fmt_num(x: float, scale: float, decimals: int, signed: bool = False) -> str
 
 def _cell_text(table: Table, row: str, col: Column, fmt: str) -> str:
     stat = table.values.get((row, col))
+    if (row, col) in table.na:
+        return "n/a"
     if stat is None or not stat.ok:
         return "—" if fmt == "md" else "--"
     pm = " ± " if fmt == "md" else " $\\pm$ "
@@ -421,21 +465,23 @@ AUTO_ROWS: tuple[str, ...] = ("sr", "adue", "adue_heldout", "adue_auto", "adue_a
 AUTO_PAIRS: tuple[tuple[str, str], ...] = (("adue_auto", "adue"), ("adue_auto", "sr"))
 
 
-def auto_loss_tables(rs: ResultSet, profile: str, metric: str) -> list[Table]:
+def auto_loss_tables(rs: ResultSet, profile: str, metric: str,
+                     backbones: Sequence[str] | None = None) -> list[Table]:
     """Beyond the paper: SR, AdUE, ``adue_heldout``, ``adue_auto``, ``adue_auto_heldout`` for
     ``metric``, then the paired differences ``adue_auto - AdUE`` and ``adue_auto - SR`` with
     win counts (:func:`paired_table`). Empty when no cell has an ``adue_auto*`` variant (so
     reports of older results are unchanged)."""
     auto = [r for r in AUTO_ROWS if r.startswith("adue_auto")]
-    if not any(metric_values(list(rs.of(profile)), r, metric) for r in auto):
+    cells = [c for c in rs.of(profile) if backbones is None or c["cell"]["backbone"] in backbones]
+    if not any(metric_values(cells, r, metric) for r in auto):
         return []
     out = []
-    t = method_table(rs, profile, metric, AUTO_ROWS, key="auto",
+    t = method_table(rs, profile, metric, AUTO_ROWS, key="auto", backbones=backbones,
                      title=f"{METRICS[metric][0]} x 100 — Beyond the paper: AdUE that picks its "
                            "own loss (beta = 0 and mean L2-SP added to the search)")
     if t is not None:
         out.append(t)
-    p = paired_table(rs, profile, metric, AUTO_PAIRS)
+    p = paired_table(rs, profile, metric, AUTO_PAIRS, backbones=backbones)
     if p is not None:
         p.key = "auto_paired"
         out.append(p)
