@@ -36,6 +36,14 @@ def fakes(monkeypatch):
     return monkeypatch
 
 
+def _pop_not_applicable_sn(methods: dict) -> None:
+    """Every variant is there; the SN ones (single-Linear head) are not applicable: removed."""
+    assert list(methods) == list_variants()
+    for name in SN_ROWS:
+        entry = methods.pop(name)
+        assert entry["status"] == "not_applicable" and "single Linear layer" in entry["reason"]
+
+
 def _cfg(dataset="sst2", seed=1, **kw):
     return resolve_config(dataset=dataset, backbone="minilm", seed=seed, profile="quick", **kw)
 
@@ -88,10 +96,7 @@ def test_cell_json_schema_and_values(fakes, tmp_path):
     for s, f in feats.items():
         assert data["accuracy"][s] == pytest.approx(f.accuracy())
         assert data["n_errors"][s] == int(f.errors().sum()) > 0
-    assert list(data["methods"]) == list_variants()
-    for name in SN_ROWS:  # the fake backbone's head is a single Linear layer
-        entry = data["methods"].pop(name)
-        assert entry["status"] == "not_applicable" and "single Linear layer" in entry["reason"]
+    _pop_not_applicable_sn(data["methods"])
     for name, entry in data["methods"].items():
         assert entry["status"] == "ok", (name, entry.get("error"))
         for m in METRICS:
@@ -460,10 +465,7 @@ def _check_real_cell(data: dict, rows: dict) -> None:
 
     assert data["status"] == "complete" and data["n_rows"] == rows
     assert data["accuracy"]["test"] > 0.6  # it learned (chance: 0.5)
-    assert list(data["methods"]) == list_variants()
-    for name in SN_ROWS:  # the fake backbone's head is a single Linear layer
-        entry = data["methods"].pop(name)
-        assert entry["status"] == "not_applicable" and "single Linear layer" in entry["reason"]
+    _pop_not_applicable_sn(data["methods"])
     for name, entry in data["methods"].items():
         assert entry["status"] == "ok", (name, entry.get("error"))
         assert 0.0 <= entry["metrics"]["roc_auc"] <= 1.0, name
