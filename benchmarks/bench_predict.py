@@ -31,14 +31,18 @@ import tempfile
 import time
 from pathlib import Path
 
+from adue.data import resolve_data_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _data_dir(arg: str | None) -> str:
-    d = arg or os.environ.get("ADUE_DATA_DIR") or str(ROOT.parent / "shared" / "data")
-    if not (Path(d) / "sst2" / "train.tsv").is_file():
+    """SST-2's data folder, found by the library's one resolver (``--data-dir``, then
+    ``$ADUE_DATA_DIR``, then a ``shared/data`` folder above the repository)."""
+    d = resolve_data_dir(arg, name="sst2", start=ROOT)
+    if d is None or not (Path(d) / "sst2" / "train.tsv").is_file():
         raise SystemExit(f"SST-2 not found under {d}; pass --data-dir or set ADUE_DATA_DIR")
-    return d
+    return str(d)
 
 
 def prepare(work: Path, data_dir: str, n: int, seed: int) -> dict:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from adue.cli.report_cmd import HAND_MARKER
 from adue.report import build_report, load_results
 from adue.report.claims import check_claims, unreferenced_figures
@@ -60,3 +62,35 @@ def test_check_claims_hand_cases():
     # figures without a reference are found; names (SST-2, L2, Table 1) and code are not figures
     assert unreferenced_figures("SST-2 with L2 (Table 1) `x = 3` 86.0<!--= mean a b c d --> ok") == []
     assert unreferenced_figures("AdUE gains 1.2 on News") == ["AdUE gains 1.2 on News"]
+
+
+def test_refill_claims_rewrites_only_the_figures():
+    from adue.report.claims import refill_claims
+
+    rs = load_results(CELLS)
+    # fixture AdUE = SR + 0.01 on every MiniLM SST-2 seed: +1.0 ± 0.0 and 5/5; SR mean 86.0
+    stale = ("**holds**: +2.5 ± 0.7<!--= paired roc_auc adue-sr sst2 minilm --> "
+             "(3/5<!--= wins roc_auc adue-sr sst2 minilm -->), SR 86.0<!--= mean roc_auc sr sst2 minilm -->.")
+    text, changes = refill_claims(stale, rs)
+    assert text == ("**holds**: +1.0 ± 0.0<!--= paired roc_auc adue-sr sst2 minilm --> "
+                    "(5/5<!--= wins roc_auc adue-sr sst2 minilm -->), SR 86.0<!--= mean roc_auc sr sst2 minilm -->.")
+    assert changes == ["paired roc_auc adue-sr sst2 minilm: +2.5 ± 0.7 -> +1.0 ± 0.0",
+                       "wins roc_auc adue-sr sst2 minilm: 3/5 -> 5/5"]
+    assert check_claims(text, rs) == []
+    with pytest.raises(ValueError, match="cannot be computed"):
+        refill_claims("1.0<!--= mean roc_auc md_sn sst2 smollm2 -->", rs)
+    with pytest.raises(ValueError, match="No figure"):
+        refill_claims("high<!--= mean roc_auc sr sst2 minilm -->", rs)
+
+
+def test_report_refill_figures_option(tmp_path):
+    from adue.cli import main
+    from adue.cli.report_cmd import HAND_MARKER
+
+    out = tmp_path / "README.md"
+    out.write_text("old\n\n" + HAND_MARKER + "\nSR 70.0<!--= mean roc_auc sr sst2 minilm --> here.\n",
+                   encoding="utf-8")
+    assert main(["report", str(CELLS), "--metric", "roc_auc", "-o", str(out)]) == 0
+    assert out.read_text(encoding="utf-8").endswith("\nSR 70.0<!--= mean roc_auc sr sst2 minilm --> here.\n")
+    assert main(["report", str(CELLS), "--metric", "roc_auc", "-o", str(out), "--refill-figures"]) == 0
+    assert out.read_text(encoding="utf-8").endswith("\nSR 86.0<!--= mean roc_auc sr sst2 minilm --> here.\n")

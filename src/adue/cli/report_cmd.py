@@ -31,6 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", metavar="FILE",
                    help="write the report to FILE instead of stdout; if FILE holds the hand-written "
                         "section marker, the text after it is kept")
+    p.add_argument("--refill-figures", action="store_true",
+                   help="with --output: recompute every referenced figure of the kept hand-written "
+                        "section from the cells (src/adue/report/claims.py) and list the changes; "
+                        "the words around them are kept, so reread the verdicts")
     p.set_defaults(func=_run)
     return p
 
@@ -55,6 +59,23 @@ def _with_command(text: str, args: argparse.Namespace) -> str:
     return f"{title}\n\n{line}\n{rest}"
 
 
+def _keep_hand(text: str, old: str, rs, refill: bool) -> str:
+    """``text`` followed by the hand-written section of ``old`` (figures refilled if asked)."""
+    from adue.report.claims import refill_claims
+
+    if HAND_MARKER not in old:
+        return text
+    hand = old.split(HAND_MARKER, 1)[1]
+    if refill:
+        try:
+            hand, changes = refill_claims(hand, rs)
+        except ValueError as exc:
+            raise SystemExit(f"adue report: {exc}") from None
+        for line in changes:
+            print(f"adue: refilled {line}", file=sys.stderr)
+    return text.rstrip("\n") + "\n\n" + HAND_MARKER + hand
+
+
 def _run(args: argparse.Namespace) -> int:
     from adue._atomic import atomic_write_text
     from adue.outputs import check_output_dir, check_output_file
@@ -73,9 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.fmt == "md":
             text = _with_command(text, args)
         if args.fmt == "md" and out.is_file():
-            old = out.read_text(encoding="utf-8")
-            if HAND_MARKER in old:
-                text = text.rstrip("\n") + "\n\n" + HAND_MARKER + old.split(HAND_MARKER, 1)[1]
+            text = _keep_hand(text, out.read_text(encoding="utf-8"), rs, args.refill_figures)
         atomic_write_text(out, text)
         print(f"wrote {args.output}", file=sys.stderr)
     else:

@@ -40,7 +40,7 @@ from adue.report.stats import summarize
 from adue.report.tables import method_table
 from adue.variants import ABLATION_ROWS, EXTRA_ROWS, L2_ROWS, MAIN_ROWS, SN_ROWS
 
-__all__ = ["REF", "check_claims", "claim_value", "unreferenced_figures"]
+__all__ = ["REF", "check_claims", "claim_value", "refill_claims", "unreferenced_figures"]
 
 #: A reference comment.
 REF = re.compile(r"<!--=\s*(.*?)\s*-->")
@@ -175,6 +175,33 @@ def check_claims(text: str, rs: ResultSet, profile: str = "cpu") -> list[str]:
         if _norm(fig.group(1)) != _norm(want):
             bad.append(f"{spec}: the prose says {fig.group(1)!r}, the cells give {want!r}")
     return bad
+
+
+def refill_claims(text: str, rs: ResultSet, profile: str = "cpu") -> tuple[str, list[str]]:
+    """``text`` with every referenced figure replaced by its value recomputed from ``rs``.
+
+    Returns ``(new_text, changes)``, one ``"spec: old -> new"`` line per figure that changed.
+    A reference with no figure before it, or one that cannot be computed, raises ``ValueError``
+    naming it. The words around the figures are not touched: reread the verdicts after a refill.
+    """
+    out, changes, pos = [], [], 0
+    for m in REF.finditer(text):
+        spec = m.group(1)
+        fig = _figure(text[: m.start()], spec.split()[0])
+        if fig is None or fig.start(1) < pos:
+            raise ValueError(f"No figure of the right shape before <!--= {spec} -->.")
+        try:
+            want = _expected(rs, spec, profile)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"The reference '{spec}' cannot be computed: {exc}") from exc
+        old = fig.group(1)
+        if _norm(old) != _norm(want):
+            changes.append(f"{spec}: {old} -> {want}")
+            old = want
+        out.append(text[pos : fig.start(1)] + old + text[fig.end(1) : m.end()])
+        pos = m.end()
+    out.append(text[pos:])
+    return "".join(out), changes
 
 
 def _norm(s: str) -> str:
