@@ -241,9 +241,10 @@ def bench_precision_accuracy(data_dir: str) -> list[dict]:
     return rows_out
 
 
-def bench_batching(data_dir: str, rows: int, repeats: int, datasets: list[str]) -> list[dict]:
-    """Random batches vs ``group_by_length``: MiniLM, ``rows`` x 1 epoch of the cpu profile
-    (its max_length per dataset), interleaved, best of ``repeats``."""
+def bench_batching(data_dir: str, rows: int, repeats: int, datasets: list[str],
+                   backbone: str = "minilm") -> list[dict]:
+    """Random batches vs ``group_by_length``: ``backbone``, ``rows`` x 1 epoch of the cpu
+    profile (its max_length per dataset), interleaved, best of ``repeats``."""
     from adue.config import resolve_config
 
     rows_out = []
@@ -253,7 +254,7 @@ def bench_batching(data_dir: str, rows: int, repeats: int, datasets: list[str]) 
             res: dict[bool, list[dict]] = {False: [], True: []}
             for rep in range(repeats):
                 for grouped in (False, True):
-                    cfg = resolve_config(dataset, "minilm", 1, "cpu", max_train=rows, max_val=200,
+                    cfg = resolve_config(dataset, backbone, 1, "cpu", max_train=rows, max_val=200,
                                          max_test=200, epochs=1, group_by_length=grouped)
                     res[grouped].append(_our_run(cfg, data_dir, root, f"{dataset}{grouped}{rep}",
                                                  evaluate=False))
@@ -264,7 +265,7 @@ def bench_batching(data_dir: str, rows: int, repeats: int, datasets: list[str]) 
                 r = best[grouped]
                 what = "group_by_length" if grouped else "random batches (baseline)"
                 rows_out.append(_row(
-                    f"training {dataset}: {what}, padding {1 - r['tokens'] / r['padded']:.0%}"
+                    f"training {backbone} {dataset}: {what}, padding {1 - r['tokens'] / r['padded']:.0%}"
                     f" of positions", r["tokens"], wall[grouped], r["cpu_seconds"], wall[False],
                     base["cpu_seconds"], val_acc=r["val_per_epoch"][-1],
                 ))
@@ -476,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="speedups: skip the other thread count")
     p.add_argument("--batching-datasets", default="sst2,20newsgroups",
                    help="datasets of the batching section (comma-separated)")
+    p.add_argument("--batching-backbone", default="minilm",
+                   help="backbone of the batching section (a preset)")
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -512,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps(rows, indent=2))
         return 0
     if args.only == "batching":
-        rows = bench_batching(data_dir, args.train_rows, args.repeats, datasets)
+        rows = bench_batching(data_dir, args.train_rows, args.repeats, datasets,
+                              args.batching_backbone)
     else:
         rows = bench_extraction(data_dir, args.extract_rows, 64, args.repeats)
         rows += bench_training(data_dir, args.train_rows, args.repeats)
@@ -524,7 +528,8 @@ def main(argv: list[str] | None = None) -> int:
         return format(r[k], spec) if k in r else ""
 
     if args.only == "batching":
-        print(f"MiniLM; torch {torch.__version__}, {torch.get_num_threads()} threads; best of "
+        print(f"{args.batching_backbone}; torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads; best of "
               f"{args.repeats}; cpu profile, {args.train_rows} train rows x 1 epoch (batch 32), "
               "200 validation rows")
     else:

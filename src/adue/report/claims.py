@@ -37,7 +37,7 @@ from adue.report.cells import ResultSet, metric_values
 from adue.report.labels import METRICS
 from adue.report.paper import paper_stat
 from adue.report.stats import summarize
-from adue.report.tables import method_table
+from adue.report.tables import AUTO_ROWS, method_table
 from adue.variants import ABLATION_ROWS, EXTRA_ROWS, L2_ROWS, MAIN_ROWS, SN_ROWS
 
 __all__ = ["REF", "check_claims", "claim_value", "refill_claims", "unreferenced_figures"]
@@ -50,7 +50,7 @@ _SHAPES = {
     "range": rf"{_NUM} to {_NUM}",
 }
 LAYOUTS = {"main": MAIN_ROWS, "extra": EXTRA_ROWS, "ablation": ABLATION_ROWS, "l2": L2_ROWS,
-           "sn": SN_ROWS}
+           "sn": SN_ROWS, "auto": AUTO_ROWS}
 #: Names with digits that are not figures (and numbered-list markers, the "x 100" scale).
 _NAMES = re.compile(
     r"SST-[25]|20 Newsgroups|L2-SP|L2|Tables? \d+(?:-\d+)?(?: and \d+)?|Appendix B\.1|"

@@ -105,7 +105,9 @@ def _family_blocks(rs: ResultSet, profile: str, metric: str, paper: bool, family
             if p is not None:
                 blocks.append(("table", p))
         if key == "extra":
-            blocks += [("table", a) for a in auto_loss_tables(rs, profile, metric, backbones)]
+            for a in auto_loss_tables(rs, profile, metric, backbones):
+                a.title += f" — {block}"
+                blocks.append(("table", a))
     t = paired_table(rs, profile, metric, backbones=backbones)
     if t is not None:
         t.title += f" — {block}"

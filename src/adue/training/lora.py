@@ -45,7 +45,7 @@ def wrap_lora(model: nn.Module, cfg: RunConfig) -> nn.Module:
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=targets,
-        modules_to_save=head,
+        modules_to_save=list(head),  # peft extends this list in place (SEQ_CLS adds its names)
         bias="none",
     )
     peft_model = get_peft_model(model, lcfg)
