@@ -15,6 +15,7 @@ import pytest
 
 from adue.cli import main
 from adue.report import CorruptResultWarning, build_report, load_results, write_plots
+from adue.report.document import deviation_lines
 from adue.report.paper import paper_numbers, paper_stat, stand_in
 from adue.report.stats import Stat, best_rows, mean_ranks, summarize
 from adue.report.tables import method_table
@@ -30,6 +31,23 @@ def test_report_on_fixture_cells_equals_stored_table():
     # hand-computed values in the tests below).
     text = build_report(CELLS, fmt="md", paper=True)
     assert text == (FIXTURES / "expected_table.md").read_text(encoding="utf-8")
+
+
+def test_deviations_from_the_profile_are_listed(tmp_path):
+    # the fixture MPNet/SST-2 seed 2 records max_train 1000 where the cpu profile gives 2000;
+    # every other fixture cell records the profile's own settings
+    rs = load_results(CELLS)
+    assert deviation_lines(rs, "cpu") == [
+        "MPNet / SST-2, seed 2: `max_train` 1000 (profile now: 2000)"]
+    # a cell from before a field existed (no group_by_length recorded) takes RunConfig's default
+    root = tmp_path / "cpu" / "minilm" / "sst2"
+    root.mkdir(parents=True)
+    for seed in (1, 2):
+        cell = json.loads((CELLS / "cpu" / "minilm" / "sst2" / f"seed{seed}.json").read_text())
+        del cell["config"]["group_by_length"]
+        (root / f"seed{seed}.json").write_text(json.dumps(cell))
+    assert deviation_lines(load_results(tmp_path), "cpu") == [
+        "MiniLM / SST-2, seeds 1, 2: `group_by_length` false (profile now: true)"]
 
 
 def test_fixture_table_values_by_hand():

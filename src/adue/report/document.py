@@ -26,7 +26,8 @@ from adue.report.tables import (
 )
 from adue.variants import ABLATION_ROWS, EXTRA_ROWS, L2_ROWS, MAIN_ROWS, SN_ROWS, VARIANTS
 
-__all__ = ["REPORT_METRICS", "FORMATS", "build_report", "check_metrics", "report_tables"]
+__all__ = ["REPORT_METRICS", "FORMATS", "build_report", "check_metrics", "deviation_lines",
+           "report_tables"]
 
 #: Metrics with their own section, in order.
 REPORT_METRICS = ("roc_auc", "pr_auc", "aurc", "ece")
@@ -198,6 +199,37 @@ def _failure_lines(rs: ResultSet, profile: str | None) -> list[str]:
     return lines
 
 
+def _fmt_setting(v) -> str:
+    return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def deviation_lines(rs: ResultSet, profile: str) -> list[str]:
+    """One line per (backbone, dataset, differing settings): the cells' recorded config
+    against what ``profile`` resolves to today for that dataset and backbone
+    (:func:`adue.config.config_differences`; execution fields such as paths are ignored), with
+    the seeds it applies to. Empty when every cell ran the profile as it stands."""
+    from adue.config import config_differences, resolve_config
+
+    groups: dict[tuple[str, str, tuple], list[int]] = {}
+    for c in rs.of(profile):
+        cell = c["cell"]
+        try:
+            now = resolve_config(cell["dataset"], cell["backbone"], cell["seed"], profile)
+        except (ValueError, KeyError):  # a user dataset or backbone the registry no longer has
+            continue
+        diff = config_differences(c.get("config") or {}, now)
+        if diff:
+            key = tuple(sorted((k, _fmt_setting(a), _fmt_setting(b)) for k, (a, b) in diff.items()))
+            groups.setdefault((cell["backbone"], cell["dataset"], key), []).append(cell["seed"])
+    lines = []
+    for (backbone, dataset, key), seeds in sorted(groups.items()):
+        what = ", ".join(f"`{k}` {a} (profile now: {b})" for k, a, b in key)
+        which = ", ".join(str(x) for x in sorted(seeds))
+        lines.append(f"{backbone_label(backbone)} / {dataset_label(dataset)}, "
+                     f"seed{'s' if len(seeds) > 1 else ''} {which}: {what}")
+    return lines
+
+
 def report_tables(rs: ResultSet, *, metrics: Sequence[str] | str | None = None,
                   paper: bool = False) -> list[tuple[str, list]]:
     """``[(profile, blocks)]``: blocks are ``("h2"|"h3"|"text", str)`` or ``("table", Table)``."""
@@ -205,6 +237,13 @@ def report_tables(rs: ResultSet, *, metrics: Sequence[str] | str | None = None,
     out = []
     for profile in rs.profiles():
         blocks: list = [("text", line) for line in _summary_lines(rs, profile)]
+        deviations = deviation_lines(rs, profile)
+        if deviations:
+            blocks.append(("h2", "Settings that differ from the profile"))
+            blocks.append(("text", f"Cells whose recorded settings differ from what the `{profile}` "
+                                   "profile gives today (grid `[overrides]`, command-line options, "
+                                   "or a profile changed since they ran):"))
+            blocks += [("text", "- " + s) for s in deviations]
         acc = accuracy_table(rs, profile)
         if acc is not None:
             blocks += [("h2", "Accuracy"), ("table", acc)]
