@@ -59,6 +59,11 @@ def test_check_claims_hand_cases():
     assert check_claims("SR high<!--= mean roc_auc sr sst2 minilm -->", rs)[0].startswith(
         "no figure of the right shape")
     assert "cannot be computed" in check_claims("1.0<!--= mean roc_auc md_sn sst2 smollm2 -->", rs)[0]
+    # counts: complete fixture cells are MiniLM SST-2 x 5 and CoLA x 3 (seed 4 failed), SmolLM2 x 2
+    assert check_claims("8<!--= ncells minilm --> cells, 5<!--= nseeds minilm sst2 -->, "
+                        "2<!--= ncells smollm2 -->", rs) == []
+    assert check_claims("4<!--= nseeds minilm cola -->", rs) == [
+        "nseeds minilm cola: the prose says '4', the cells give '3'"]
     # figures without a reference are found; names (SST-2, L2, Table 1) and code are not figures
     assert unreferenced_figures("SST-2 with L2 (Table 1) `x = 3` 86.0<!--= mean a b c d --> ok") == []
     assert unreferenced_figures("AdUE gains 1.2 on News") == ["AdUE gains 1.2 on News"]

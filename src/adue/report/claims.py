@@ -20,6 +20,7 @@ x 100, one decimal, as in the tables; ``A-B`` names a paired comparison):
 - ``paper VARIANT DATASET MODEL``: the paper's ROC-AUC (``86.8``);
 - ``paperdiff A-B DATASET MODEL``: difference of the paper's ROC-AUC means (``+1.5``);
 - ``nseeds BACKBONE``: the number of seeds behind each of the backbone's datasets (all equal);
+  ``nseeds BACKBONE DATASET``: behind one dataset; ``ncells BACKBONE``: the backbone's cells;
 - ``range KIND ARGS``: ``lo to hi`` over every value of KIND where one or more args are
   comma-separated lists (their product).
 
@@ -121,7 +122,12 @@ def claim_value(rs: ResultSet, kind: str, args: list[str], profile: str = "cpu")
         pair, dataset, model = args
         a, b = (paper_stat("roc_auc", model, dataset, v) for v in pair.split("-"))
         return ("signed", a.mean - b.mean)  # type: ignore[union-attr,return-value]
+    if kind == "ncells":
+        (backbone,) = args
+        return str(sum(1 for _ in rs.of(profile, backbone)))
     if kind == "nseeds":
+        if len(args) == 2:
+            return str(sum(1 for _ in rs.of(profile, args[0], args[1])))
         (backbone,) = args
         counts = {sum(1 for _ in rs.of(profile, backbone, d)) for d in rs.datasets(profile)}
         if len(counts) != 1:
@@ -153,7 +159,7 @@ def _expected(rs: ResultSet, spec: str, profile: str) -> str:
 
 
 def _figure(before: str, kind: str) -> re.Match | None:
-    shape = _SHAPES.get(kind, _NUM if kind not in ("npos", "nseeds", "count") else r"\d+")
+    shape = _SHAPES.get(kind, _NUM if kind not in ("npos", "nseeds", "ncells") else r"\d+")
     return re.search(rf"({shape})\**\s*$", before)
 
 
