@@ -91,6 +91,9 @@ def test_cell_json_schema_and_values(fakes, tmp_path):
     assert data["config"] == _cfg().to_dict()
     assert data["versions"]["numpy"] == np.__version__ and data["versions"]["python"]
     assert "git_commit" in data and data["finetune_reused"] is False
+    import torch  # CPU results depend on the thread count (float reductions): it is recorded
+
+    assert data["host"]["torch_threads"] == torch.get_num_threads() >= 1
     assert set(data["timings_s"]) == {"finetune", "extract", "methods", "total"}
     feats = {s: fake_pipeline.make_split(1, s, "sst2") for s in ("train", "validation", "test")}
     for s, f in feats.items():

@@ -281,6 +281,12 @@ def check_run_options(cfg: Any, methods: str | Iterable[str] | None = None,
 
 
 # ------------------------------------------------------------------ the cell
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -342,7 +348,8 @@ def _new_record(cfg: Any, name: str, run_dir: Path, device: str) -> dict:
         "device": device,
         "versions": package_versions(),
         "git_commit": git_commit(),
-        "host": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
+        "host": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                 "torch_threads": _torch_threads()},  # CPU results depend on it (reductions)
         "started_at": _now(),
         "finished_at": None,
         "timings_s": {},
