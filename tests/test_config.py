@@ -82,6 +82,61 @@ def test_profiles_reject_unknown_keys(monkeypatch):
         config._load_profiles()
 
 
+def test_per_backbone_caps_apply_to_their_pair_only():
+    from adue.config import backbone_caps
+
+    dec = resolve_config("20newsgroups", "smollm2", 1, "cpu")
+    assert (dec.max_length, dec.max_train, dec.max_val, dec.max_test) == (128, 500, 500, 1000)
+    # the rest of the recipe is the profile's, as for any backbone
+    assert dec.replace(max_length=256, max_train=2000, max_val=1000, max_test=2000) == \
+        resolve_config("20newsgroups", "minilm", 1, "cpu").replace(backbone="smollm2")
+    enc = resolve_config("20newsgroups", "mpnet", 1, "cpu")
+    assert (enc.max_length, enc.max_train) == (128, 2000)
+    # other datasets of a capped backbone, and other backbones, are untouched
+    assert resolve_config("sst2", "smollm2", 1, "cpu").max_train == 2000
+    assert resolve_config("20newsgroups", "minilm", 1, "cpu").max_length == 256
+    # quick inherits cpu's caps; the paper profile has none; flags still win
+    assert resolve_config("20newsgroups", "smollm2", 1, "quick").max_train == 500
+    assert resolve_config("20newsgroups", "smollm2", 1, "paper").max_length == 512
+    assert resolve_config("20newsgroups", "smollm2", 1, "cpu", max_train=0).max_train is None
+    caps = backbone_caps("cpu", "smollm2", "20newsgroups")
+    assert caps["settings"]["max_train"] == 500 and "2,970 s" in caps["why"]
+    assert backbone_caps("cpu", "minilm", "20newsgroups") is None
+    assert backbone_caps("paper", "smollm2", "20newsgroups") is None
+
+
+def test_per_backbone_caps_name_real_presets_datasets_and_fields():
+    from adue.backbones import PRESETS
+    from adue.data import DATASETS
+
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    for prof in PROFILES.values():
+        for backbone, per_dataset in prof["per_backbone"].items():
+            assert backbone in PRESETS
+            for dataset, entry in per_dataset.items():
+                assert dataset in DATASETS
+                assert set(entry["settings"]) <= names - {"dataset", "backbone", "seed", "profile"}
+
+
+def test_per_backbone_cap_without_a_reason_is_an_error(monkeypatch):
+    from adue import config
+
+    raw = json.loads(resources.files("adue").joinpath("profiles.json").read_text())
+    raw["cpu"]["per_backbone"] = {"smollm2": {"sst2": {"settings": {"max_train": 10}}}}
+
+    class _Files:
+        def joinpath(self, name):
+            class _F:
+                def read_text(self, encoding="utf-8"):
+                    return json.dumps(raw)
+            return _F()
+
+    monkeypatch.setattr(config.resources, "files", lambda pkg: _Files())
+    with pytest.raises(ValueError, match=r"per_backbone\['smollm2'\]\['sst2'\] of profile 'cpu' "
+                                         r"must have exactly the keys \['settings', 'why'\]"):
+        config._load_profiles()
+
+
 def test_flags_override_everything():
     cfg = resolve_config(
         "20newsgroups", "smollm2", 2, "cpu", max_length=64, head_lr=1e-3, epochs=1, bf16=False,

@@ -87,6 +87,29 @@ def test_shipped_configs():
     assert cells[5].label() == "minilm/cola/seed2"  # seeds are the outer loop
 
 
+def test_shipped_rows_resolve_their_caps_and_keep_their_committed_cells():
+    """The SmolLM2 and MPNet rows run 20 Newsgroups under the profile's per-backbone caps, and
+    every cell committed under ``results/`` for a shipped row still counts as finished (its
+    recorded config is what the row resolves to today), so re-running a row redoes nothing."""
+    from adue.grid import plan_cells
+    from adue.runner import cell_is_finished
+    from adue.variants import list_variants
+
+    committed = 0
+    for name, backbone in [("grid-minilm-cpu.toml", "minilm"), ("grid-smollm2-cpu.toml", "smollm2"),
+                           ("grid-mpnet-cpu.toml", "mpnet")]:
+        grid = load_grid_config(REPO / "configs" / name, results_dir=str(REPO / "results"))
+        assert grid.n_cells == 25 and grid.backbones == (backbone,) and not grid.overrides
+        assert set(grid.datasets) == {"cola", "20newsgroups", "sst2", "sst5", "toxigen"}
+        for planned in plan_cells(grid):
+            if planned.cell.dataset == "20newsgroups":
+                assert planned.config.max_length == {"minilm": 256}.get(backbone, 128)
+            if planned.path.is_file():
+                committed += 1
+                assert cell_is_finished(planned.path, planned.config, list_variants()), planned.path
+    assert committed >= 25 + 13  # the MiniLM row and the SmolLM2 cells committed so far
+
+
 # ------------------------------------------------------------------ in-process grid
 def test_grid_records_failures_skips_finished_and_retries_failed(monkeypatch, tmp_path):
     counter = tmp_path / "count.txt"

@@ -15,7 +15,7 @@ import pytest
 
 from adue.cli import main
 from adue.report import CorruptResultWarning, build_report, load_results, write_plots
-from adue.report.document import deviation_lines
+from adue.report.document import cap_lines, deviation_lines
 from adue.report.paper import paper_numbers, paper_stat, stand_in
 from adue.report.stats import Stat, best_rows, mean_ranks, summarize
 from adue.report.tables import method_table
@@ -48,6 +48,31 @@ def test_deviations_from_the_profile_are_listed(tmp_path):
         (root / f"seed{seed}.json").write_text(json.dumps(cell))
     assert deviation_lines(load_results(tmp_path), "cpu") == [
         "MiniLM / SST-2, seeds 1, 2: `group_by_length` false (profile now: true)"]
+
+
+def test_per_backbone_caps_are_listed_and_are_not_deviations(tmp_path):
+    # a SmolLM2 / 20 Newsgroups cell that ran the cpu profile's capped settings
+    from adue.config import resolve_config
+
+    cell = json.loads((CELLS / "cpu" / "smollm2" / "sst2" / "seed1.json").read_text())
+    cfg = resolve_config("20newsgroups", "smollm2", 1, "cpu").to_dict()
+    cell["cell"]["dataset"] = "20newsgroups"
+    cell["config"] = {**cell["config"], **cfg}
+    root = tmp_path / "cpu" / "smollm2" / "20newsgroups"
+    root.mkdir(parents=True)
+    (root / "seed1.json").write_text(json.dumps(cell))
+    rs = load_results(tmp_path)
+    lines = cap_lines(rs, "cpu")
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        "SmolLM2 / News (1 cell): `max_length` 128 (other backbones: 256), "
+        "`max_train` 500 (other backbones: 2000), `max_val` 500 (other backbones: 1000), "
+        "`max_test` 1000 (other backbones: 2000). Why: Budget")
+    assert deviation_lines(rs, "cpu") == []
+    text = build_report(tmp_path, fmt="md")
+    assert "## Caps the profile sets for one backbone" in text
+    # the fixture cells (no capped pair) get no such section
+    assert cap_lines(load_results(CELLS), "cpu") == []
 
 
 def test_fixture_table_values_by_hand():

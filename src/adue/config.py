@@ -6,7 +6,10 @@ A configuration is resolved in layers, later ones winning:
    another one and inherits its settings),
 2. the profile's ``per_dataset`` overrides for the dataset (e.g. ``max_length`` 256 for
    20 Newsgroups under ``cpu``),
-3. the caller's keyword overrides (every CLI flag); ``None`` means "not given".
+3. the profile's ``per_backbone`` caps for the (backbone preset, dataset) pair, each with the
+   reason it exists (e.g. SmolLM2's 20 Newsgroups rows and length under ``cpu``: a budget
+   cap, not a change of recipe; :func:`backbone_caps` lists them, the report prints them),
+4. the caller's keyword overrides (every CLI flag); ``None`` means "not given".
 
 Every family (encoders and decoders) shares one recipe per profile.
 
@@ -40,6 +43,7 @@ __all__ = [
     "PROFILES",
     "profile_description",
     "config_differences",
+    "backbone_caps",
     "EXECUTION_FIELDS",
     "FIELD_HELP",
 ]
@@ -49,7 +53,29 @@ logger = logging.getLogger(__name__)
 _OWNER = "RunConfig"
 
 #: Keys a profile in profiles.json may have.
-_PROFILE_KEYS = frozenset({"description", "extends", "settings", "per_dataset", "notes"})
+_PROFILE_KEYS = frozenset(
+    {"description", "extends", "settings", "per_dataset", "per_backbone", "notes"}
+)
+
+#: Keys of one ``per_backbone`` entry (``{backbone: {dataset: entry}}``).
+_CAP_KEYS = frozenset({"settings", "why"})
+
+
+def _check_caps(name: str, per_backbone: Any) -> None:
+    """Each ``per_backbone[backbone][dataset]`` entry is ``{"settings": {...}, "why": str}``."""
+    if not isinstance(per_backbone, dict):
+        raise ValueError(f"profiles.json: 'per_backbone' of profile {name!r} must be an object.")
+    for backbone, per_dataset in per_backbone.items():
+        if not isinstance(per_dataset, dict):
+            raise ValueError(f"profiles.json: per_backbone[{backbone!r}] of profile {name!r} "
+                             "must map dataset names to entries.")
+        for dataset, entry in per_dataset.items():
+            where = f"per_backbone[{backbone!r}][{dataset!r}] of profile {name!r}"
+            if not isinstance(entry, dict) or set(entry) != _CAP_KEYS:
+                raise ValueError(f"profiles.json: {where} must have exactly the keys "
+                                 f"{sorted(_CAP_KEYS)}; got {entry!r}.")
+            if not isinstance(entry["why"], str) or not entry["why"].strip():
+                raise ValueError(f"profiles.json: {where} needs a non-empty 'why'.")
 
 
 def _load_profiles() -> dict[str, dict[str, Any]]:
@@ -75,14 +101,19 @@ def _load_profiles() -> dict[str, dict[str, Any]]:
                 raise ValueError(f"profiles.json: profile {name!r} extends unknown profile {parent!r}.")
             base = resolve(parent, chain + (name,))
         else:
-            base = {"settings": {}, "per_dataset": {}}
+            base = {"settings": {}, "per_dataset": {}, "per_backbone": {}}
         per_dataset = {k: dict(v) for k, v in base["per_dataset"].items()}
         for k, v in entry.get("per_dataset", {}).items():
             per_dataset.setdefault(k, {}).update(v)
+        _check_caps(name, entry.get("per_backbone", {}))
+        per_backbone = {b: dict(v) for b, v in base["per_backbone"].items()}
+        for b, v in entry.get("per_backbone", {}).items():
+            per_backbone.setdefault(b, {}).update(v)
         out = {
             "description": entry.get("description", ""),
             "settings": {**base["settings"], **entry.get("settings", {})},
             "per_dataset": per_dataset,
+            "per_backbone": per_backbone,
         }
         resolved[name] = out
         return out
@@ -93,7 +124,7 @@ def _load_profiles() -> dict[str, dict[str, Any]]:
 
 
 #: Resolved profiles (inheritance applied): ``{name: {"description", "settings",
-#: "per_dataset"}}``. Read from ``profiles.json``.
+#: "per_dataset", "per_backbone"}}``. Read from ``profiles.json``.
 PROFILES: dict[str, dict[str, Any]] = _load_profiles()
 
 
@@ -106,6 +137,14 @@ def profile_description(name: str) -> str:
     """One-line description of a profile."""
     _check_profile(name)
     return PROFILES[name]["description"]
+
+
+def backbone_caps(profile: str, backbone: str, dataset: str) -> dict[str, Any] | None:
+    """The ``per_backbone`` entry ``{"settings": {...}, "why": str}`` that ``profile`` applies
+    to ``backbone`` (a preset name) on ``dataset``, or ``None`` when there is none."""
+    _check_profile(profile)
+    entry = PROFILES[profile]["per_backbone"].get(backbone, {}).get(dataset)
+    return None if entry is None else {"settings": dict(entry["settings"]), "why": entry["why"]}
 
 
 def _check_profile(name: Any) -> None:
@@ -339,6 +378,9 @@ def resolve_config(
 ) -> RunConfig:
     """Resolve a profile for a dataset and backbone, then apply ``overrides``.
 
+    Layers, later ones winning: the profile's settings, its ``per_dataset`` entry, its
+    ``per_backbone`` caps for the pair (matched by preset name), then ``overrides``.
+
     Parameters
     ----------
     dataset, backbone : str
@@ -369,6 +411,8 @@ def resolve_config(
     values: dict[str, Any] = dict(prof["settings"])
     if isinstance(dataset, str):
         values.update(prof["per_dataset"].get(dataset, {}))
+        if isinstance(backbone, str):
+            values.update(prof["per_backbone"].get(backbone, {}).get(dataset, {}).get("settings", {}))
     for k, v in overrides.items():
         if v is None:
             continue

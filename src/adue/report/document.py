@@ -26,8 +26,8 @@ from adue.report.tables import (
 )
 from adue.variants import ABLATION_ROWS, EXTRA_ROWS, L2_ROWS, MAIN_ROWS, SN_ROWS, VARIANTS
 
-__all__ = ["REPORT_METRICS", "FORMATS", "build_report", "check_metrics", "deviation_lines",
-           "report_tables"]
+__all__ = ["REPORT_METRICS", "FORMATS", "build_report", "cap_lines", "check_metrics",
+           "deviation_lines", "report_tables"]
 
 #: Metrics with their own section, in order.
 REPORT_METRICS = ("roc_auc", "pr_auc", "aurc", "ece")
@@ -203,6 +203,27 @@ def _fmt_setting(v) -> str:
     return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
 
 
+def cap_lines(rs: ResultSet, profile: str) -> list[str]:
+    """One line per (backbone, dataset) of ``rs`` on which ``profile`` sets ``per_backbone``
+    caps (:func:`adue.config.backbone_caps`): each capped setting with the value the profile
+    gives the dataset's other backbones, the cells it covers and the cap's reason."""
+    from adue.config import PROFILES, backbone_caps
+
+    counts = Counter((c["cell"]["backbone"], c["cell"]["dataset"]) for c in rs.of(profile))
+    lines = []
+    for (backbone, dataset), n in sorted(counts.items()):
+        caps = backbone_caps(profile, backbone, dataset)
+        if caps is None:
+            continue
+        prof = PROFILES[profile]
+        base = {**prof["settings"], **prof["per_dataset"].get(dataset, {})}
+        what = ", ".join(f"`{k}` {_fmt_setting(v)} (other backbones: {_fmt_setting(base.get(k))})"
+                         for k, v in caps["settings"].items())
+        lines.append(f"{backbone_label(backbone)} / {dataset_label(dataset)} ({n} cell"
+                     f"{'s' if n > 1 else ''}): {what}. Why: {caps['why']}")
+    return lines
+
+
 def deviation_lines(rs: ResultSet, profile: str) -> list[str]:
     """One line per (backbone, dataset, differing settings): the cells' recorded config
     against what ``profile`` resolves to today for that dataset and backbone
@@ -237,6 +258,14 @@ def report_tables(rs: ResultSet, *, metrics: Sequence[str] | str | None = None,
     out = []
     for profile in rs.profiles():
         blocks: list = [("text", line) for line in _summary_lines(rs, profile)]
+        caps = cap_lines(rs, profile)
+        if caps:
+            blocks.append(("h2", "Caps the profile sets for one backbone"))
+            blocks.append(("text", f"Settings the `{profile}` profile changes for one backbone on "
+                                   "one dataset (`per_backbone` in `src/adue/profiles.json`), to fit "
+                                   "the CPU budget; deviations from the profile's recipe that every "
+                                   "such cell shares:"))
+            blocks += [("text", "- " + s) for s in caps]
         deviations = deviation_lines(rs, profile)
         if deviations:
             blocks.append(("h2", "Settings that differ from the profile"))
