@@ -48,6 +48,17 @@ def test_deviations_from_the_profile_are_listed(tmp_path):
         (root / f"seed{seed}.json").write_text(json.dumps(cell))
     assert deviation_lines(load_results(tmp_path), "cpu") == [
         "MiniLM / SST-2, seeds 1, 2: `group_by_length` false (profile now: true)"]
+    # a cell of a dataset the registry no longer has (a name, not a folder) is listed as not
+    # compared, with the reason
+    gone = tmp_path / "cpu" / "minilm" / "intent77"
+    gone.mkdir(parents=True)
+    cell = json.loads((CELLS / "cpu" / "minilm" / "sst2" / "seed1.json").read_text())
+    cell["cell"]["dataset"] = cell["config"]["dataset"] = "intent77"
+    (gone / "seed1.json").write_text(json.dumps(cell))
+    lines = deviation_lines(load_results(tmp_path), "cpu")
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("MiniLM / intent77, seed 1: not compared, the profile does not "
+                               "resolve for it now (The 'dataset' parameter of RunConfig must be")
 
 
 def test_per_backbone_caps_are_listed_and_are_not_deviations(tmp_path):

@@ -228,23 +228,28 @@ def deviation_lines(rs: ResultSet, profile: str) -> list[str]:
     """One line per (backbone, dataset, differing settings): the cells' recorded config
     against what ``profile`` resolves to today for that dataset and backbone
     (:func:`adue.config.config_differences`; execution fields such as paths are ignored), with
-    the seeds it applies to. Empty when every cell ran the profile as it stands."""
+    the seeds it applies to; a cell the profile no longer resolves for (a user dataset folder
+    that is gone) is listed as not compared, with the reason. Empty when every cell ran the
+    profile as it stands."""
     from adue.config import config_differences, resolve_config
 
-    groups: dict[tuple[str, str, tuple], list[int]] = {}
+    groups: dict[tuple[str, str, str], list[int]] = {}
     for c in rs.of(profile):
         cell = c["cell"]
         try:
             now = resolve_config(cell["dataset"], cell["backbone"], cell["seed"], profile)
-        except (ValueError, KeyError):  # a user dataset or backbone the registry no longer has
-            continue
-        diff = config_differences(c.get("config") or {}, now)
-        if diff:
-            key = tuple(sorted((k, _fmt_setting(a), _fmt_setting(b)) for k, (a, b) in diff.items()))
-            groups.setdefault((cell["backbone"], cell["dataset"], key), []).append(cell["seed"])
+        except (ValueError, KeyError) as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            what = f"not compared, the profile does not resolve for it now ({first})"
+        else:
+            diff = config_differences(c.get("config") or {}, now)
+            if not diff:
+                continue
+            what = ", ".join(f"`{k}` {_fmt_setting(a)} (profile now: {_fmt_setting(b)})"
+                             for k, (a, b) in sorted(diff.items()))
+        groups.setdefault((cell["backbone"], cell["dataset"], what), []).append(cell["seed"])
     lines = []
-    for (backbone, dataset, key), seeds in sorted(groups.items()):
-        what = ", ".join(f"`{k}` {a} (profile now: {b})" for k, a, b in key)
+    for (backbone, dataset, what), seeds in sorted(groups.items()):
         which = ", ".join(str(x) for x in sorted(seeds))
         lines.append(f"{backbone_label(backbone)} / {dataset_label(dataset)}, "
                      f"seed{'s' if len(seeds) > 1 else ''} {which}: {what}")
