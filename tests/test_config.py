@@ -62,13 +62,9 @@ def test_cpu_and_quick_profiles():
     assert resolve_config("20newsgroups", "minilm", 1, "quick").max_length == 256
 
 
-def test_profiles_reject_unknown_keys(monkeypatch):
-    """profiles.json is data: a misspelt key (or the removed per-family mechanism) is an error,
-    not silently ignored."""
+def _serve_profiles(monkeypatch, raw: dict) -> None:
+    """Make ``adue.config`` read ``raw`` as its profiles.json."""
     from adue import config
-
-    raw = json.loads(resources.files("adue").joinpath("profiles.json").read_text())
-    raw["cpu"]["per_family"] = {"decoder": {"lr": 2e-3}}
 
     class _Files:
         def joinpath(self, name):
@@ -78,6 +74,17 @@ def test_profiles_reject_unknown_keys(monkeypatch):
             return _F()
 
     monkeypatch.setattr(config.resources, "files", lambda pkg: _Files())
+
+
+def test_profiles_reject_unknown_keys(monkeypatch):
+    """profiles.json is data: a misspelt key (or the removed per-family mechanism) is an error,
+    not silently ignored."""
+    from adue import config
+
+    raw = json.loads(resources.files("adue").joinpath("profiles.json").read_text())
+    raw["cpu"]["per_family"] = {"decoder": {"lr": 2e-3}}
+
+    _serve_profiles(monkeypatch, raw)
     with pytest.raises(ValueError, match=r"profile 'cpu' has unknown key\(s\) \['per_family'\]"):
         config._load_profiles()
 
@@ -124,14 +131,7 @@ def test_per_backbone_cap_without_a_reason_is_an_error(monkeypatch):
     raw = json.loads(resources.files("adue").joinpath("profiles.json").read_text())
     raw["cpu"]["per_backbone"] = {"smollm2": {"sst2": {"settings": {"max_train": 10}}}}
 
-    class _Files:
-        def joinpath(self, name):
-            class _F:
-                def read_text(self, encoding="utf-8"):
-                    return json.dumps(raw)
-            return _F()
-
-    monkeypatch.setattr(config.resources, "files", lambda pkg: _Files())
+    _serve_profiles(monkeypatch, raw)
     with pytest.raises(ValueError, match=r"per_backbone\['smollm2'\]\['sst2'\] of profile 'cpu' "
                                          r"must have exactly the keys \['settings', 'why'\]"):
         config._load_profiles()
