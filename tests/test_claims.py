@@ -62,6 +62,12 @@ def test_check_claims_hand_cases():
     # counts: complete fixture cells are MiniLM SST-2 x 5 and CoLA x 3 (seed 4 failed), SmolLM2 x 2
     assert check_claims("8<!--= ncells minilm --> cells, 5<!--= nseeds minilm sst2 -->, "
                         "2<!--= ncells smollm2 -->", rs) == []
+    # the fixture's AdUE and held-out AdUE record the same best_params in all eight complete
+    # MiniLM cells; SR searches nothing, so that pair cannot be computed
+    assert check_claims("8/8<!--= nsame adue-adue_heldout minilm -->", rs) == []
+    assert check_claims("7/8<!--= nsame adue-adue_heldout minilm -->", rs) == [
+        "nsame adue-adue_heldout minilm: the prose says '7/8', the cells give '8/8'"]
+    assert "cannot be computed" in check_claims("1/1<!--= nsame adue-sr minilm -->", rs)[0]
     assert check_claims("4<!--= nseeds minilm cola -->", rs) == [
         "nseeds minilm cola: the prose says '4', the cells give '3'"]
     # figures without a reference are found; names (SST-2, L2, Table 1) and code are not figures

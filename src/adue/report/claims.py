@@ -19,6 +19,8 @@ x 100, one decimal, as in the tables; ``A-B`` names a paired comparison):
 - ``acc DATASET BACKBONE``: test accuracy (``79.8``); ``paperacc DATASET MODEL``: the paper's;
 - ``paper VARIANT DATASET MODEL``: the paper's ROC-AUC (``86.8``);
 - ``paperdiff A-B DATASET MODEL``: difference of the paper's ROC-AUC means (``+1.5``);
+- ``nsame A-B BACKBONE``: cells of the backbone where variants A and B chose the same
+  ``best_params`` (their searched configuration), over cells that have both (``18/21``);
 - ``nseeds BACKBONE``: the number of seeds behind each of the backbone's datasets (all equal);
   ``nseeds BACKBONE DATASET``: behind one dataset; ``ncells BACKBONE``: the backbone's cells;
 - ``range KIND ARGS``: ``lo to hi`` over every value of KIND where one or more args are
@@ -48,6 +50,7 @@ REF = re.compile(r"<!--=\s*(.*?)\s*-->")
 _NUM = r"[+-]?\d+(?:\.\d+)?"
 _SHAPES = {
     "pm": rf"{_NUM} ± {_NUM}", "paired": rf"{_NUM} ± {_NUM}", "wins": r"\d+/\d+",
+    "nsame": r"\d+/\d+",
     "range": rf"{_NUM} to {_NUM}",
 }
 LAYOUTS = {"main": MAIN_ROWS, "extra": EXTRA_ROWS, "ablation": ABLATION_ROWS, "l2": L2_ROWS,
@@ -122,6 +125,15 @@ def claim_value(rs: ResultSet, kind: str, args: list[str], profile: str = "cpu")
         pair, dataset, model = args
         a, b = (paper_stat("roc_auc", model, dataset, v) for v in pair.split("-"))
         return ("signed", a.mean - b.mean)  # type: ignore[union-attr,return-value]
+    if kind == "nsame":
+        pair, backbone = args
+        a, b = pair.split("-")
+        chosen = [(c["methods"].get(a, {}).get("best_params"), c["methods"].get(b, {}).get("best_params"))
+                  for c in rs.of(profile, backbone)]
+        chosen = [(x, y) for x, y in chosen if x is not None and y is not None]
+        if not chosen:
+            raise ValueError(f"no cells of {backbone} where {a} and {b} both record best_params")
+        return f"{sum(x == y for x, y in chosen)}/{len(chosen)}"
     if kind == "ncells":
         (backbone,) = args
         return str(sum(1 for _ in rs.of(profile, backbone)))
